@@ -1,0 +1,95 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+let package = Package(
+    name: "sensor-pipeline",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "rules-engine", targets: ["rules-engine"]),
+        .library(name: "MQTT", targets: ["MQTT"]),
+        .library(name: "Rules", targets: ["Rules"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+    ],
+    targets: [
+        // The C library, as the system provides it.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        // The only importer of CMosquitto: a Sendable, async MQTT client with no C type in its API.
+        .target(
+            name: "MQTT",
+            dependencies: [
+                "CMosquitto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Starts real mosquitto brokers for tests.
+        .target(
+            name: "MQTTTestSupport",
+            dependencies: ["MQTT"]
+        ),
+        // A child process for tests that must kill an MQTT client without DISCONNECT.
+        .executableTarget(
+            name: "mqtt-test-client",
+            dependencies: [
+                "MQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The rule language: pure, no I/O, time passed in.
+        .target(
+            name: "Rules",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        // Wires files, clocks and MQTT to the pure cores.
+        .target(
+            name: "PipelineServices",
+            dependencies: [
+                "MQTT",
+                "Rules",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "rules-engine",
+            dependencies: [
+                "PipelineServices",
+                "Rules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "rules-bench",
+            dependencies: ["Rules"],
+            path: "Benchmarks/rules-bench"
+        ),
+        .testTarget(
+            name: "MQTTTests",
+            dependencies: ["MQTT", "MQTTTestSupport", "mqtt-test-client", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "RulesTests",
+            dependencies: [
+                "Rules",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+        .testTarget(
+            name: "PipelineServicesTests",
+            dependencies: ["PipelineServices", "Rules", "rules-engine"]
+        ),
+    ]
+)

@@ -1,0 +1,552 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// An MQTT client over libmosquitto, as a `Service`: `run()` connects and keeps the connection
+/// (reconnecting with capped exponential backoff and resubscribing on every connect) until the task
+/// is cancelled or a graceful shutdown is triggered; then it disconnects cleanly.
+///
+/// Call `publish`, `subscribe` and `unsubscribe` from any task while `run()` is running.
+/// Received messages arrive on `messages`.
+public final class MQTTClient: Service, Sendable {
+    /// The configuration the client was made with.
+    public let configuration: MQTTConfiguration
+    /// The client id in use (generated when the configuration had none).
+    public let clientID: String
+    /// Received messages.
+    public let messages: MQTTMessages
+
+    private let logger: Logger
+    private let handle: MosquittoHandle
+    private let messageContinuation: AsyncStream<MQTTMessage>.Continuation
+    private let state = Mutex(State())
+
+    /// Creates a client; nothing is connected until `run()`.
+    public init(configuration: MQTTConfiguration, logger: Logger = Logger(label: "mqtt")) throws {
+        let clientID = configuration.clientID ?? MQTTClient.randomClientID()
+        guard (5...65535).contains(configuration.keepAliveSeconds) else {
+            throw MQTTError(.invalidConfiguration, "keepalive must be 5 to 65535 seconds")
+        }
+        if let will = configuration.will {
+            try MosquittoHandle.validatePublishTopic(will.topic)
+        }
+        self.configuration = configuration
+        self.clientID = clientID
+        var logger = logger
+        logger[metadataKey: "mqtt.client_id"] = "\(clientID)"
+        self.logger = logger
+        self.handle = try MosquittoHandle(clientID: clientID, cleanSession: configuration.cleanSession)
+        try handle.configure(configuration)
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: MQTTMessage.self,
+            bufferingPolicy: .bufferingOldest(max(1, configuration.receiveBufferCapacity))
+        )
+        self.messages = MQTTMessages(stream: stream)
+        self.messageContinuation = continuation
+    }
+
+    // MARK: Lifecycle
+
+    /// Connects, then keeps the connection until cancellation or graceful shutdown; then disconnects.
+    ///
+    /// Throws when the connection fails in a way retrying cannot fix: the broker refused the
+    /// credentials, TLS verification failed, the host name does not resolve.
+    public func run() async throws {
+        try state.withLock { state in
+            guard state.phase == .idle else {
+                throw MQTTError(.alreadyRunning, "run() was already called on client '\(clientID)'")
+            }
+            state.phase = .running
+        }
+        handle.installCallbacks(receiver: self)
+        let sessionExpiry: UInt32? =
+            configuration.protocolVersion == .v5 && !configuration.cleanSession
+            ? configuration.sessionExpirySeconds : nil
+        var outcome: Result<Void, any Error> = .success(())
+        do {
+            logger.debug("connecting", metadata: ["mqtt.broker": "\(configuration.broker)"])
+            do {
+                try handle.connect(
+                    host: configuration.broker.host,
+                    port: configuration.broker.port,
+                    keepAliveSeconds: configuration.keepAliveSeconds,
+                    sessionExpirySeconds: sessionExpiry
+                )
+            } catch let error as MQTTError where !MosquittoHandle.isFatal(error.code ?? 0) {
+                // The broker is not there yet: the network thread keeps trying with backoff.
+                logger.debug("first connect failed, retrying", metadata: ["error": "\(error)"])
+            }
+            try handle.startLoop()
+            try await withGracefulShutdownHandler {
+                try await withTaskCancellationHandler {
+                    try await waitForTermination()
+                } onCancel: {
+                    requestTermination(failure: nil)
+                }
+            } onGracefulShutdown: {
+                self.requestTermination(failure: nil)
+            }
+        } catch {
+            outcome = .failure(error)
+        }
+        handle.disconnect()
+        handle.stopLoop()
+        handle.uninstallCallbacks()
+        close(reason: (try? outcome.get()).map { "client closed" } ?? "client failed")
+        logger.debug("closed")
+        try outcome.get()
+    }
+
+    /// Returns once the client is connected; throws if the connection failed for good or the client closed.
+    public func waitUntilConnected() async throws {
+        let token = state.withLock { $0.makeToken() }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let result: Result<Void, any Error>? = state.withLock { state in
+                    if state.connected { return .success(()) }
+                    if let failure = state.failure { return .failure(failure) }
+                    if state.phase == .closed { return .failure(MQTTError(.closed, "the client is closed")) }
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    state.connectionWaiters[token] = continuation
+                    return nil
+                }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            state.withLock { $0.connectionWaiters.removeValue(forKey: token) }?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// True while a connection is established.
+    public var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// Messages dropped because the receive buffer was full.
+    public var droppedMessageCount: Int { state.withLock { $0.droppedMessages } }
+
+    /// Messages dropped because their payload exceeded `maximumPayloadSize`.
+    public var oversizeMessageCount: Int { state.withLock { $0.oversizeMessages } }
+
+    /// A new stream of connection events, starting with the current state when connected.
+    public func connectionEvents() -> AsyncStream<MQTTConnectionEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: MQTTConnectionEvent.self,
+            bufferingPolicy: .bufferingNewest(64)
+        )
+        let token = state.withLock { state -> Int? in
+            guard state.phase != .closed else { return nil }
+            let token = state.makeToken()
+            state.eventContinuations[token] = continuation
+            if state.connected { continuation.yield(.connected(sessionPresent: state.sessionPresent)) }
+            return token
+        }
+        guard let token else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.eventContinuations.removeValue(forKey: token) }
+        }
+        return stream
+    }
+
+    // MARK: Operations
+
+    /// Publishes a payload. For QoS 1 and 2 it returns when the broker acknowledged the message;
+    /// a message published while disconnected is queued and sent on reconnect, not failed.
+    public func publish(
+        _ payload: some Collection<UInt8>,
+        to topic: String,
+        qos: MQTTQoS = .atLeastOnce,
+        retain: Bool = false
+    ) async throws {
+        try MosquittoHandle.validatePublishTopic(topic)
+        guard payload.count <= configuration.maximumPayloadSize else {
+            throw MQTTError(
+                .payloadTooLarge,
+                "payload of \(payload.count) bytes for '\(topic)' exceeds the maximum of \(configuration.maximumPayloadSize)"
+            )
+        }
+        try checkRunning()
+        let bytes = Array(payload)
+        let (messageID, queued) = try bytes.withUnsafeBytes { buffer in
+            try handle.publish(topic: topic, payload: buffer, qos: qos, retain: retain)
+        }
+        guard qos != .atMostOnce else {
+            abandonAcknowledgement(of: messageID)
+            return
+        }
+        if queued {
+            logger.debug("publish queued until reconnect", metadata: ["mqtt.topic": "\(topic)"])
+        }
+        let ack = try await acknowledgement(of: messageID, kind: .publish)
+        if case .published(let reasonCode) = ack, reasonCode >= 0x80 {
+            throw MQTTError(
+                .publishRejected,
+                "the broker rejected the publish to '\(topic)': \(MosquittoHandle.describeConnack(reasonCode, protocolVersion: .v5))",
+                code: reasonCode
+            )
+        }
+    }
+
+    /// Publishes a UTF-8 string.
+    public func publish(_ text: String, to topic: String, qos: MQTTQoS = .atLeastOnce, retain: Bool = false) async throws {
+        try await publish(Array(text.utf8), to: topic, qos: qos, retain: retain)
+    }
+
+    /// Subscribes and returns the QoS the broker granted for each filter, once the SUBACK arrived.
+    ///
+    /// The subscription is remembered and renewed on every (re)connect. Waits for a connection if there is
+    /// none. Throws `subscriptionRejected` when the broker refuses a filter (for example by ACL).
+    @discardableResult
+    public func subscribe(to filters: [String], qos: MQTTQoS = .atLeastOnce) async throws -> [MQTTQoS] {
+        guard !filters.isEmpty else { return [] }
+        for filter in filters { try MosquittoHandle.validateFilter(filter) }
+        state.withLock { state in
+            for filter in filters { state.subscriptions[filter] = qos }
+        }
+        let codes: [Int32] = try await retryingOnConnectionLoss {
+            let messageID = try handle.subscribe(filters: filters, qos: qos)
+            guard case .subscribed(let codes) = try await acknowledgement(of: messageID, kind: .subscribe) else {
+                return []
+            }
+            return codes
+        }
+        var granted: [MQTTQoS] = []
+        for (filter, code) in zip(filters, codes) {
+            guard let value = MQTTQoS(rawValue: Int(code)) else {
+                _ = state.withLock { $0.subscriptions.removeValue(forKey: filter) }
+                throw MQTTError(
+                    .subscriptionRejected,
+                    "the broker refused the subscription to '\(filter)': \(MosquittoHandle.describeConnack(code, protocolVersion: .v5))",
+                    code: code
+                )
+            }
+            if value < qos {
+                logger.debug("broker granted a lower QoS", metadata: ["mqtt.filter": "\(filter)", "mqtt.qos": "\(value)"])
+            }
+            granted.append(value)
+        }
+        return granted
+    }
+
+    /// Unsubscribes and returns once the broker acknowledged it.
+    public func unsubscribe(from filters: [String]) async throws {
+        guard !filters.isEmpty else { return }
+        state.withLock { state in
+            for filter in filters { state.subscriptions.removeValue(forKey: filter) }
+        }
+        try await retryingOnConnectionLoss {
+            let messageID = try handle.unsubscribe(filters: filters)
+            _ = try await acknowledgement(of: messageID, kind: .unsubscribe)
+        }
+    }
+
+    // MARK: Internals
+
+    private func checkRunning() throws {
+        try state.withLock { state in
+            if let failure = state.failure { throw failure }
+            switch state.phase {
+            case .running: return
+            case .idle: throw MQTTError(.notConnected, "the client is not running: call run() first")
+            case .closed: throw MQTTError(.closed, "the client is closed")
+            }
+        }
+    }
+
+    /// Runs `body` once connected; when the connection drops before its acknowledgement, waits and runs it again.
+    private func retryingOnConnectionLoss<Result>(_ body: () async throws -> Result) async throws -> Result {
+        while true {
+            try checkRunning()
+            try await waitUntilConnected()
+            do {
+                return try await body()
+            } catch let error as MQTTError where error.kind == .notConnected {
+                continue
+            }
+        }
+    }
+
+    private func acknowledgement(of messageID: Int32, kind: State.AckKind) async throws -> State.Ack {
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<State.Ack, any Error>) in
+                let result: Result<State.Ack, any Error>? = state.withLock { state in
+                    if let ack = state.earlyAcks.removeValue(forKey: messageID) { return .success(ack) }
+                    if state.phase == .closed { return .failure(MQTTError(.closed, "the client closed")) }
+                    state.ackWaiters[messageID] = State.AckWaiter(kind: kind, continuation: continuation)
+                    return nil
+                }
+                if let result { continuation.resume(with: result) }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state in
+                let waiter = state.ackWaiters.removeValue(forKey: messageID)
+                if waiter != nil { state.unclaimedMessageIDs.insert(messageID) }
+                return waiter
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Nobody waits for this message id's acknowledgement: drop it whenever it comes.
+    private func abandonAcknowledgement(of messageID: Int32) {
+        state.withLock { state in
+            if state.earlyAcks.removeValue(forKey: messageID) == nil {
+                state.unclaimedMessageIDs.insert(messageID)
+            }
+        }
+    }
+
+    private func complete(_ messageID: Int32, with ack: State.Ack) {
+        let waiter = state.withLock { state -> State.AckWaiter? in
+            if let waiter = state.ackWaiters.removeValue(forKey: messageID) { return waiter }
+            if state.unclaimedMessageIDs.remove(messageID) == nil { state.earlyAcks[messageID] = ack }
+            return nil
+        }
+        waiter?.continuation.resume(returning: ack)
+    }
+
+    private func waitForTermination() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let result: Result<Void, any Error>? = state.withLock { state in
+                if let failure = state.failure { return .failure(failure) }
+                if state.terminationRequested { return .success(()) }
+                state.terminationWaiter = continuation
+                return nil
+            }
+            if let result { continuation.resume(with: result) }
+        }
+    }
+
+    private func requestTermination(failure: MQTTError?) {
+        let (waiter, connectionWaiters) = state.withLock { state in
+            state.terminationRequested = true
+            if let failure, state.failure == nil { state.failure = failure }
+            let waiter = state.terminationWaiter
+            state.terminationWaiter = nil
+            var connectionWaiters: [CheckedContinuation<Void, any Error>] = []
+            if failure != nil {
+                connectionWaiters = Array(state.connectionWaiters.values)
+                state.connectionWaiters = [:]
+            }
+            return (waiter, connectionWaiters)
+        }
+        if let failure {
+            waiter?.resume(throwing: failure)
+            for waiter in connectionWaiters { waiter.resume(throwing: failure) }
+        } else {
+            waiter?.resume()
+        }
+    }
+
+    private func close(reason: String) {
+        let (ackWaiters, connectionWaiters, events, failure) = state.withLock { state in
+            state.phase = .closed
+            state.connected = false
+            defer {
+                state.ackWaiters = [:]
+                state.connectionWaiters = [:]
+                state.eventContinuations = [:]
+                state.earlyAcks = [:]
+                state.unclaimedMessageIDs = []
+            }
+            return (
+                Array(state.ackWaiters.values), Array(state.connectionWaiters.values),
+                Array(state.eventContinuations.values), state.failure
+            )
+        }
+        let error = failure ?? MQTTError(.closed, "the client closed before the operation completed")
+        for waiter in ackWaiters { waiter.continuation.resume(throwing: error) }
+        for waiter in connectionWaiters { waiter.resume(throwing: error) }
+        for continuation in events {
+            continuation.yield(.disconnected(reason: reason))
+            continuation.finish()
+        }
+        messageContinuation.finish()
+    }
+
+    private func broadcast(_ event: MQTTConnectionEvent, events: [AsyncStream<MQTTConnectionEvent>.Continuation]) {
+        for continuation in events { continuation.yield(event) }
+    }
+
+    private static func randomClientID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "sensor-pipeline-" + String(generator.next() as UInt64, radix: 36)
+    }
+}
+
+// MARK: - Network-thread callbacks
+
+extension MQTTClient: MosquittoEventReceiver {
+    var maximumPayloadSize: Int { configuration.maximumPayloadSize }
+
+    func mosquittoDidConnect(reasonCode: Int32, sessionPresent: Bool) {
+        guard reasonCode == 0 else {
+            let reason = MosquittoHandle.describeConnack(reasonCode, protocolVersion: configuration.protocolVersion)
+            // 4/5 (MQTT 3.1.1) and 134/135 (MQTT 5): bad user name or password, not authorized.
+            let hint =
+                [4, 5, 134, 135].contains(reasonCode)
+                ? " (check the user name and password: --username, --password-file or the broker URL)" : ""
+            let error = MQTTError(
+                .connectionRefused,
+                "the broker at \(configuration.broker) refused the connection: \(reason)\(hint)",
+                code: reasonCode
+            )
+            logger.debug("connection refused", metadata: ["reason": "\(reason)"])
+            handle.disconnect()
+            requestTermination(failure: error)
+            return
+        }
+        // Renew every subscription first: a resumed session may have none (the broker restarted).
+        let subscriptions = state.withLock { $0.subscriptions }
+        let byQoS = Dictionary(grouping: subscriptions.keys.sorted(), by: { subscriptions[$0]! })
+        for (qos, filters) in byQoS {
+            do {
+                abandonAcknowledgement(of: try handle.subscribe(filters: filters, qos: qos))
+            } catch {
+                logger.debug("resubscribe failed", metadata: ["error": "\(error)"])
+            }
+        }
+        let (connectionWaiters, events) = state.withLock { state in
+            state.connected = true
+            state.sessionPresent = sessionPresent
+            defer { state.connectionWaiters = [:] }
+            return (Array(state.connectionWaiters.values), Array(state.eventContinuations.values))
+        }
+        logger.debug(
+            "connected",
+            metadata: ["mqtt.session_present": "\(sessionPresent)", "mqtt.resubscribed": "\(subscriptions.count)"]
+        )
+        for waiter in connectionWaiters { waiter.resume() }
+        broadcast(.connected(sessionPresent: sessionPresent), events: events)
+    }
+
+    func mosquittoDidDisconnect(code: Int32) {
+        let reason = code == 0 ? "disconnected" : MosquittoHandle.describe(code)
+        let (lost, events, lastLog) = state.withLock { state in
+            state.connected = false
+            var lost: [State.AckWaiter] = []
+            for (messageID, waiter) in state.ackWaiters where waiter.kind != .publish {
+                lost.append(waiter)
+                state.ackWaiters.removeValue(forKey: messageID)
+            }
+            return (lost, Array(state.eventContinuations.values), state.lastLibraryError)
+        }
+        logger.debug("disconnected", metadata: ["reason": "\(reason)"])
+        let lostError = MQTTError(.notConnected, "connection lost before the acknowledgement")
+        for waiter in lost { waiter.continuation.resume(throwing: lostError) }
+        broadcast(.disconnected(reason: reason), events: events)
+        if MosquittoHandle.isFatal(code) {
+            let detail = lastLog.map { "\(reason): \($0)" } ?? reason
+            requestTermination(
+                failure: MQTTError(
+                    .connectionFailed,
+                    "the connection to \(configuration.broker) failed: \(detail)",
+                    code: code
+                )
+            )
+        }
+    }
+
+    func mosquittoDidPublish(messageID: Int32, reasonCode: Int32) {
+        complete(messageID, with: .published(reasonCode: reasonCode))
+    }
+
+    func mosquittoDidSubscribe(messageID: Int32, grantedQoS: [Int32]) {
+        complete(messageID, with: .subscribed(grantedQoS))
+    }
+
+    func mosquittoDidUnsubscribe(messageID: Int32) {
+        complete(messageID, with: .unsubscribed)
+    }
+
+    func mosquittoDidReceive(_ message: MQTTMessage) {
+        if case .dropped = messageContinuation.yield(message) {
+            let dropped = state.withLock { state in
+                state.droppedMessages += 1
+                return state.droppedMessages
+            }
+            if dropped.isPowerOfTwo {
+                logger.debug(
+                    "receive buffer full, message dropped",
+                    metadata: ["mqtt.topic": "\(message.topic)", "mqtt.dropped_total": "\(dropped)"]
+                )
+            }
+        }
+    }
+
+    func mosquittoDidReceiveOversizeMessage(topic: String, size: Int) {
+        let count = state.withLock { state in
+            state.oversizeMessages += 1
+            return state.oversizeMessages
+        }
+        logger.debug(
+            "oversize message dropped",
+            metadata: ["mqtt.topic": "\(topic)", "mqtt.size": "\(size)", "mqtt.oversize_total": "\(count)"]
+        )
+    }
+
+    func mosquittoDidLog(level: Int32, message: String) {
+        logger.trace("libmosquitto", metadata: ["message": "\(message)"])
+        // MOSQ_LOG_WARNING = 4, MOSQ_LOG_ERR = 8: remembered to explain a failure.
+        guard level == 4 || level == 8 else { return }
+        state.withLock { $0.lastLibraryError = message }
+        // A TLS failure ends libmosquitto's network thread without any callback: its log line is the only signal.
+        if level == 8 && message.hasPrefix("OpenSSL Error") {
+            requestTermination(
+                failure: MQTTError(
+                    .connectionFailed,
+                    "TLS with \(configuration.broker) failed: \(message) "
+                        + "(check --tls-ca and that the broker's certificate names this host)",
+                    code: 8
+                )
+            )
+        }
+    }
+}
+
+// MARK: - State
+
+extension MQTTClient {
+    fileprivate struct State {
+        enum Phase { case idle, running, closed }
+        enum AckKind { case publish, subscribe, unsubscribe }
+        enum Ack {
+            case published(reasonCode: Int32)
+            case subscribed([Int32])
+            case unsubscribed
+        }
+        struct AckWaiter {
+            var kind: AckKind
+            var continuation: CheckedContinuation<Ack, any Error>
+        }
+
+        var phase = Phase.idle
+        var connected = false
+        var sessionPresent = false
+        var failure: MQTTError?
+        var terminationRequested = false
+        var terminationWaiter: CheckedContinuation<Void, any Error>?
+        var subscriptions: [String: MQTTQoS] = [:]
+        var ackWaiters: [Int32: AckWaiter] = [:]
+        /// Acknowledgements that arrived before their caller registered to wait.
+        var earlyAcks: [Int32: Ack] = [:]
+        /// Message ids whose acknowledgements nobody waits for.
+        var unclaimedMessageIDs: Set<Int32> = []
+        var connectionWaiters: [Int: CheckedContinuation<Void, any Error>] = [:]
+        var eventContinuations: [Int: AsyncStream<MQTTConnectionEvent>.Continuation] = [:]
+        var droppedMessages = 0
+        var oversizeMessages = 0
+        var lastLibraryError: String?
+        private var nextToken = 0
+
+        mutating func makeToken() -> Int {
+            nextToken += 1
+            return nextToken
+        }
+    }
+}
+
+extension Int {
+    fileprivate var isPowerOfTwo: Bool { self > 0 && (self & (self - 1)) == 0 }
+}

@@ -1,0 +1,132 @@
+import Foundation
+import Synchronization
+
+/// A program a test starts, whose stdout it reads line by line and which it can signal by PID.
+public final class ChildProcess: Sendable {
+    /// The process id.
+    public let pid: Int32
+    private let lines = LockedLines()
+    private let stderrPath: String
+
+    private final class LockedLines: Sendable {
+        struct State {
+            var lines: [String] = []
+            var closed = false
+            var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
+        }
+        let state = Mutex(State())
+
+        func withLock<Result>(_ body: (inout State) throws -> Result) rethrows -> Result {
+            try state.withLock { try body(&$0) }
+        }
+    }
+
+    /// Starts `executable` with `arguments`; stderr goes to a file, stdout is read as lines.
+    public init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        let directory = try TestBroker.makeDirectory()
+        stderrPath = directory + "/stderr.log"
+        var pipe: [Int32] = [0, 0]
+        guard Glibc.pipe(&pipe) == 0 else { throw TestBrokerError("pipe() failed") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipe[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addclose(&actions, pipe[0])
+        posix_spawn_file_actions_addclose(&actions, pipe[1])
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        let environmentStrings = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let envp = environmentStrings.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = TestBroker.withDefaultSignalAttributes { posix_spawnp(&pid, executable, &actions, $0, argv, envp) }
+        close(pipe[1])
+        guard rc == 0 else {
+            close(pipe[0])
+            throw TestBrokerError("cannot start \(executable): \(String(cString: strerror(rc)))")
+        }
+        self.pid = pid
+        let readEnd = pipe[0]
+        let thread = Thread { [lines] in
+            var buffer = [UInt8]()
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let count = read(readEnd, &chunk, chunk.count)
+                if count <= 0 { break }
+                buffer.append(contentsOf: chunk[0..<count])
+                while let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                    buffer.removeSubrange(...newline)
+                    let ready = lines.withLock { state in
+                        state.lines.append(line)
+                        let matched = state.waiters.filter { $0.0 == line }.map(\.1)
+                        state.waiters.removeAll { $0.0 == line }
+                        return matched
+                    }
+                    for waiter in ready { waiter.resume() }
+                }
+            }
+            close(readEnd)
+            let waiters = lines.withLock { state in
+                state.closed = true
+                defer { state.waiters = [] }
+                return state.waiters.map(\.1)
+            }
+            for waiter in waiters { waiter.resume(throwing: TestBrokerError("the process closed stdout")) }
+        }
+        thread.start()
+    }
+
+    deinit {
+        kill(pid, SIGKILL)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    /// Waits until the process printed exactly `line` on stdout.
+    public func waitForLine(_ line: String, timeout: Duration = .seconds(30)) async throws {
+        let stderrPath = self.stderrPath
+        do {
+            try await withTimeout(timeout, "waiting for '\(line)'") { [lines] in
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                    let result: Result<Void, any Error>? = lines.withLock { state in
+                        if state.lines.contains(line) { return .success(()) }
+                        if state.closed { return .failure(TestBrokerError("the process closed stdout")) }
+                        state.waiters.append((line, continuation))
+                        return nil
+                    }
+                    if let result { continuation.resume(with: result) }
+                }
+            }
+        } catch {
+            let stderr = (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? ""
+            throw TestBrokerError("\(error); stderr: \(stderr)")
+        }
+    }
+
+    /// Everything printed on stdout so far.
+    public var output: [String] { lines.withLock { $0.lines } }
+
+    /// Everything printed on stderr so far.
+    public var standardError: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    /// Sends a signal.
+    public func signal(_ signal: Int32) {
+        kill(pid, signal)
+    }
+
+    /// Waits for the process to exit (blocking a thread of its own) and returns its exit status.
+    public func waitForExit() async -> Int32 {
+        let pid = self.pid
+        return await withCheckedContinuation { continuation in
+            Thread {
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+                let exited = status & 0x7f == 0
+                continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
+            }.start()
+        }
+    }
+}

@@ -1,0 +1,238 @@
+import Foundation
+import MQTT
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `mosquitto` for one test: a private port on 127.0.0.1, a config file the test writes,
+/// stopped by PID. It can be killed (-9) and restarted on the same port.
+public final class TestBroker: Sendable {
+    /// The port it listens on.
+    public let port: Int
+    /// A fresh temporary directory for this broker's files (config, log, passwords, certificates).
+    public let directory: String
+    /// The path of the config file.
+    public let configurationPath: String
+    /// The path of the broker's log (its stderr).
+    public let logPath: String
+    private let pid = Mutex<pid_t?>(nil)
+
+    /// Writes a config (a loopback listener, no persistence, no per-client queue limit, TCP_NODELAY,
+    /// then `extraConfiguration`) and starts the broker; returns once it accepts connections.
+    ///
+    /// `listenerConfiguration` replaces the default `allow_anonymous true` lines that follow the listener
+    /// (use it for TLS, passwords and ACLs). `directory` may be prepared in advance with `makeDirectory()`.
+    public init(
+        listenerConfiguration: String = "allow_anonymous true",
+        extraConfiguration: String = "",
+        directory: String? = nil
+    ) async throws {
+        self.directory = try directory ?? TestBroker.makeDirectory()
+        self.port = try TestBroker.freePort()
+        self.configurationPath = self.directory + "/mosquitto.conf"
+        self.logPath = self.directory + "/mosquitto.log"
+        let configuration = """
+            user root
+            listener \(port) 127.0.0.1
+            \(listenerConfiguration)
+            persistence false
+            max_queued_messages 0
+            set_tcp_nodelay true
+            log_dest stderr
+            log_type error
+            log_type warning
+            log_type notice
+            log_type information
+            \(extraConfiguration)
+
+            """
+        try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
+        try await start()
+    }
+
+    deinit {
+        if let pid = pid.withLock({ $0 }) {
+            Glibc.kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+    }
+
+    /// `mqtt://127.0.0.1:PORT`.
+    public var url: BrokerURL { BrokerURL(host: "127.0.0.1", port: port) }
+
+    /// Starts the broker process and waits until it accepts TCP connections.
+    public func start() async throws {
+        let newPID = try TestBroker.spawn(
+            ["mosquitto", "-c", configurationPath],
+            outputPath: logPath
+        )
+        pid.withLock { $0 = newPID }
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !TestBroker.acceptsConnections(port: port) {
+            var status: Int32 = 0
+            if waitpid(newPID, &status, WNOHANG) == newPID {
+                pid.withLock { $0 = nil }
+                throw TestBrokerError("mosquitto exited at start: \(log)")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw TestBrokerError("mosquitto did not accept connections on port \(port) within 15 s: \(log)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Stops the broker with SIGTERM and waits for it to exit.
+    public func stop() {
+        signalAndReap(SIGTERM)
+    }
+
+    /// Kills the broker with SIGKILL (no clean shutdown) and waits for it to exit.
+    public func kill() {
+        signalAndReap(SIGKILL)
+    }
+
+    /// Kills (-9) and starts the broker again on the same port.
+    public func restart() async throws {
+        kill()
+        try await start()
+    }
+
+    /// What the broker logged so far.
+    public var log: String {
+        (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log)"
+    }
+
+    private func signalAndReap(_ signal: Int32) {
+        guard let pid = pid.withLock({ value -> pid_t? in
+            defer { value = nil }
+            return value
+        }) else { return }
+        Glibc.kill(pid, signal)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    // MARK: Helpers for test files
+
+    /// A new empty temporary directory.
+    public static func makeDirectory() throws -> String {
+        var template = Array((NSTemporaryDirectory() + "/sensor-pipeline-test-XXXXXX").utf8CString)
+        guard let result = mkdtemp(&template) else { throw TestBrokerError("mkdtemp failed") }
+        return String(cString: result)
+    }
+
+    /// Writes a mosquitto password file with `mosquitto_passwd` and returns its path.
+    public static func makePasswordFile(users: [String: String], in directory: String) throws -> String {
+        let path = directory + "/passwords"
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        for (user, password) in users.sorted(by: { $0.key < $1.key }) {
+            try run(["mosquitto_passwd", "-b", path, user, password])
+        }
+        return path
+    }
+
+    /// Writes an ACL file and returns its path.
+    public static func makeACLFile(_ contents: String, in directory: String) throws -> String {
+        let path = directory + "/acl"
+        try contents.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// Runs a program to completion; throws with its output when it fails.
+    @discardableResult
+    public static func run(_ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestBrokerError("\(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(output)")
+        }
+        return output
+    }
+
+    /// Spawns a program with stdout and stderr into `outputPath`; returns its PID.
+    public static func spawn(_ arguments: [String], outputPath: String) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var cArguments = arguments.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = withDefaultSignalAttributes { posix_spawnp(&pid, arguments[0], &actions, $0, &cArguments, environ) }
+        guard rc == 0 else {
+            throw TestBrokerError("cannot start \(arguments[0]): \(String(cString: strerror(rc)))")
+        }
+        return pid
+    }
+
+    /// Calls `body` with spawn attributes that unblock every signal and reset handlers to their defaults:
+    /// a child must not inherit the blocked signals of a Swift concurrency thread, or SIGTERM would not stop it.
+    static func withDefaultSignalAttributes<Result>(_ body: (UnsafePointer<posix_spawnattr_t>) -> Result) -> Result {
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        return body(&attributes)
+    }
+
+    /// A TCP port on 127.0.0.1 that nothing listens on right now.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestBrokerError("socket() failed") }
+        defer { close(fd) }
+        var address = loopbackAddress(port: 0)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestBrokerError("bind() failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func acceptsConnections(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = loopbackAddress(port: port)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+
+    private static func loopbackAddress(port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+        return address
+    }
+}
+
+/// A failure to set up a test broker, with the broker's log where useful.
+public struct TestBrokerError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
