@@ -1,1 +1,61 @@
-print("todo")
+import ArgumentParser
+import PipelineServices
+
+@main
+struct RulesEngine: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rules-engine",
+        abstract: "Evaluate threshold rules on sensor readings and drive actuators.",
+        subcommands: [Check.self, Replay.self, Diff.self, Test.self]
+    )
+}
+
+/// Prints protocol output on stdout and diagnostics on stderr, for the offline tools.
+let tools = OfflineTools(
+    standardOutput: { print($0) },
+    standardError: { FileHandleOutput.standardError.write($0 + "\n") }
+)
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate rule files or folders without connecting.")
+    @Argument(help: "Rule files or folders.") var paths: [String]
+
+    func run() throws {
+        let code = tools.check(paths)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Replay: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run rules over recorded readings; print actions as JSON lines.")
+    @Option(help: "The rules folder.") var rules: String
+    @Option(help: "Advance the clock to this time after the last reading (Unix ms or RFC 3339).") var end: String?
+    @Argument(help: "Readings, one JSON object per line.") var readings: String
+
+    func run() throws {
+        let code = tools.replay(rules: rules, readings: readings, end: end)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Diff: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the actions two rule sets take differently.")
+    @Option(help: "The rules as they were.") var old: String
+    @Option(help: "The rules as they are now.") var new: String
+    @Argument(help: "Readings, one JSON object per line.") var readings: String
+
+    func run() throws {
+        let code = tools.diff(old: old, new: new, readings: readings)
+        if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Test: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run rule unit test files.")
+    @Argument(help: "Test files (*.test.yaml).") var files: [String]
+
+    func run() throws {
+        let code = tools.test(files)
+        if code != 0 { throw ExitCode(code) }
+    }
+}

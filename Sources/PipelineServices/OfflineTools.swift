@@ -1,0 +1,114 @@
+import Foundation
+import Rules
+
+/// `rules-engine check`, `replay`, `diff` and `test`: offline, deterministic, no broker.
+/// Each returns the process exit code and writes through the given sinks (stdout, stderr).
+public struct OfflineTools: Sendable {
+    var standardOutput: @Sendable (String) -> Void
+    var standardError: @Sendable (String) -> Void
+
+    /// Writes lines to the given sinks.
+    public init(standardOutput: @escaping @Sendable (String) -> Void, standardError: @escaping @Sendable (String) -> Void) {
+        self.standardOutput = standardOutput
+        self.standardError = standardError
+    }
+
+    /// Validates rule files or folders; prints one `FILE:LINE:COL: error: MESSAGE` line per problem.
+    public func check(_ paths: [String]) -> Int32 {
+        do {
+            let ruleSet = try RuleFiles.load(paths)
+            standardError("\(ruleSet.rules.count) rule(s) valid")
+            return 0
+        } catch {
+            report(error)
+            return 1
+        }
+    }
+
+    /// Replays recorded readings and prints each action as a JSON line.
+    public func replay(rules: String, readings: String, end: String?) -> Int32 {
+        do {
+            let ruleSet = try RuleFiles.load([rules])
+            let recorded = try loadReadings(readings)
+            let outcome = Replay.run(ruleSet, readings: recorded, end: try end.map(parseEnd))
+            for action in outcome.actions { standardOutput(Replay.jsonLine(action)) }
+            for (code, count) in outcome.unusable.sorted(by: { $0.key < $1.key }) {
+                standardError("\(count) reading(s) unusable by a rule: \(code)")
+            }
+            return 0
+        } catch {
+            report(error)
+            return 2
+        }
+    }
+
+    /// Replays the same readings through two rule sets; prints what differs; exit 1 when anything does.
+    public func diff(old: String, new: String, readings: String) -> Int32 {
+        do {
+            let oldRules = try RuleFiles.load([old])
+            let newRules = try RuleFiles.load([new])
+            let recorded = try loadReadings(readings)
+            let changes = ActionDiff.compare(
+                old: Replay.run(oldRules, readings: recorded).actions,
+                new: Replay.run(newRules, readings: recorded).actions
+            )
+            for change in changes { standardOutput(ActionDiff.describe(change)) }
+            standardError(changes.isEmpty ? "no differences" : "\(changes.count) difference(s)")
+            return changes.isEmpty ? 0 : 1
+        } catch {
+            report(error)
+            return 2
+        }
+    }
+
+    /// Runs rule unit test files; prints PASS/FAIL per test; exit 1 on any failure.
+    public func test(_ files: [String]) -> Int32 {
+        var passed = 0
+        var failed = 0
+        for file in files {
+            do {
+                let text = try String(contentsOfFile: file, encoding: .utf8)
+                let suite = try RuleTestSuite.parse(RuleSource(path: file, text: text))
+                let directory = (file as NSString).deletingLastPathComponent
+                let ruleSet = try RuleFiles.load(
+                    suite.ruleFiles.map { $0.hasPrefix("/") ? $0 : (directory.isEmpty ? $0 : directory + "/" + $0) }
+                )
+                for result in suite.run(with: ruleSet) {
+                    if result.passed {
+                        passed += 1
+                        standardOutput("PASS  \(file): \(result.name)")
+                    } else {
+                        failed += 1
+                        standardOutput("FAIL  \(file): \(result.name)\n\(result.report)")
+                    }
+                }
+            } catch {
+                failed += 1
+                standardOutput("FAIL  \(file): could not run")
+                report(error)
+            }
+        }
+        standardOutput("\(passed) passed, \(failed) failed")
+        return failed == 0 ? 0 : 1
+    }
+
+    private func loadReadings(_ path: String) throws -> [Reading] {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw RuleFilesError("\(path): cannot read the readings file")
+        }
+        return try RecordedReadings.parse(text, path: path)
+    }
+
+    private func parseEnd(_ text: String) throws -> Int64 {
+        if let milliseconds = Int64(text) { return milliseconds }
+        if let parsed = Timestamp.parseRFC3339(text) { return parsed }
+        throw RuleFilesError("--end '\(text)' must be Unix milliseconds or RFC 3339")
+    }
+
+    private func report(_ error: any Error) {
+        switch error {
+        case let error as RuleLoadError: for diagnostic in error.diagnostics { standardError(diagnostic.description) }
+        default: standardError("\(error)")
+        }
+    }
+}

@@ -1,0 +1,115 @@
+/// Runs rules over recorded readings in event time, deterministically.
+public enum Replay {
+    /// The result of a replay: actions in order, plus what could not be used.
+    public struct Outcome: Sendable {
+        public var actions: [FiredAction] = []
+        public var transitions: [TransitionRecord] = []
+        public var unusable: [String: Int] = [:]
+        public var flapping: [EvaluationEvent] = []
+    }
+
+    /// Evaluates `readings` in order, then advances the clock to `end` (default: the last reading's time).
+    public static func run(_ ruleSet: RuleSet, readings: [Reading], end: Int64? = nil) -> Outcome {
+        var evaluator = Evaluator(ruleSet: ruleSet)
+        var events: [EvaluationEvent] = []
+        for reading in readings {
+            evaluator.process(reading, into: &events)
+        }
+        if let last = end ?? readings.last?.timestamp {
+            evaluator.advance(to: last, into: &events)
+        }
+        var outcome = Outcome()
+        for event in events {
+            switch event {
+            case .action(let action): outcome.actions.append(action)
+            case .transition(let record): outcome.transitions.append(record)
+            case .unusable(_, _, let problem, _): outcome.unusable[problem.code, default: 0] += 1
+            case .flapping: outcome.flapping.append(event)
+            }
+        }
+        return outcome
+    }
+
+    /// One JSON line per action, as the contract specifies:
+    /// `{"ts": <ms>, "rule": "<id>", "transition": "fire"|"clear", "topic": "...", "payload": {...}}`.
+    /// `log` and `command` actions carry `"log"` or `"command"` instead of topic and payload.
+    public static func jsonLine(_ action: FiredAction) -> String {
+        var pairs: [(key: String, value: JSONValue)] = [
+            ("ts", .number(Double(action.timestamp))),
+            ("rule", .string(action.ruleID)),
+            ("transition", .string(action.transition.rawValue)),
+        ]
+        switch action.action {
+        case .publish(let topic, let payload, _, _):
+            pairs += [("topic", .string(topic)), ("payload", payload)]
+        case .log(let message):
+            pairs.append(("log", .string(message)))
+        case .command(let arguments, _):
+            pairs.append(("command", .array(arguments.map(JSONValue.string))))
+        }
+        return JSONValue.object(pairs).jsonText
+    }
+}
+
+/// Compares the actions two rule sets take on the same readings.
+public enum ActionDiff {
+    /// One difference.
+    public enum Change: Hashable, Sendable {
+        case added(FiredAction)
+        case removed(FiredAction)
+        case moved(from: FiredAction, to: FiredAction)
+    }
+
+    /// The differences between `old` and `new`. Actions are paired by rule, transition, labels and
+    /// rendered action without the time-dependent payload keys (`ts`, `reason`, `value`); a pair at
+    /// different times is a move.
+    public static func compare(old: [FiredAction], new: [FiredAction]) -> [Change] {
+        var remaining: [String: [FiredAction]] = [:]
+        for action in new { remaining[key(action), default: []].append(action) }
+        var changes: [Change] = []
+        var unmatchedOld: [FiredAction] = []
+        for action in old {
+            let actionKey = key(action)
+            if var candidates = remaining[actionKey], !candidates.isEmpty {
+                let partner = candidates.removeFirst()
+                remaining[actionKey] = candidates
+                if partner.timestamp != action.timestamp { changes.append(.moved(from: action, to: partner)) }
+            } else {
+                unmatchedOld.append(action)
+            }
+        }
+        changes += unmatchedOld.map(Change.removed)
+        let added = new.filter { action in remaining[key(action)]?.contains(action) ?? false }
+        changes += added.map(Change.added)
+        return changes.sorted { time(of: $0) < time(of: $1) }
+    }
+
+    /// A readable line per change: `- …` removed, `+ …` added, `~ …` moved.
+    public static func describe(_ change: Change) -> String {
+        switch change {
+        case .added(let action): "+ \(Replay.jsonLine(action))"
+        case .removed(let action): "- \(Replay.jsonLine(action))"
+        case .moved(let from, let to):
+            "~ \(from.ruleID) \(from.transition.rawValue) \(from.labels.map(\.description).joined(separator: ",")) "
+                + "moved from ts \(from.timestamp) to ts \(to.timestamp) (\(to.timestamp - from.timestamp > 0 ? "+" : "")\(to.timestamp - from.timestamp) ms)"
+        }
+    }
+
+    private static func time(of change: Change) -> Int64 {
+        switch change {
+        case .added(let action), .removed(let action): action.timestamp
+        case .moved(let from, let to): min(from.timestamp, to.timestamp)
+        }
+    }
+
+    private static func key(_ action: FiredAction) -> String {
+        var action = action
+        if case .publish(let topic, var payload, let qos, let retain) = action.action {
+            if case .object(let pairs) = payload {
+                payload = .object(pairs.filter { !["ts", "reason", "value"].contains($0.key) })
+            }
+            action.action = .publish(topic: topic, payload: payload, qos: qos, retain: retain)
+        }
+        return "\(action.ruleID)|\(action.transition)|\(action.labels)|\(action.action)"
+    }
+}

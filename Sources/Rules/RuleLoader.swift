@@ -1,0 +1,429 @@
+import Yams
+
+/// Turns rule file texts into a validated `RuleSet`, reporting every problem with its position.
+public enum RuleLoader {
+    static let ruleKeys = [
+        "id", "description", "topic", "field", "above", "below", "between", "outside", "equals", "clear", "for",
+        "cooldown", "stale", "severity", "on_unknown", "min_on", "min_off", "max_transitions", "on_fire", "on_clear",
+    ]
+    static let conditionKeys = ["above", "below", "between", "outside", "equals"]
+    /// Placeholders every action may use besides the rule's captures.
+    static let payloadPlaceholders = ["value", "rule", "threshold", "severity", "transition"]
+    static let topicPlaceholders = ["rule"]
+
+    /// Validates all sources together (ids must be unique across files); throws every problem found.
+    public static func load(_ sources: [RuleSource]) throws(RuleLoadError) -> RuleSet {
+        var rules: [Rule] = []
+        var diagnostics: [RuleDiagnostic] = []
+        var firstByID: [String: SourceLocation] = [:]
+        for source in sources {
+            let parsed = parse(source)
+            rules += parsed.rules
+            diagnostics += parsed.diagnostics
+            // Every declared id counts, valid rule or not, so a duplicate is reported together with other errors.
+            for (id, location) in parsed.declaredIDs {
+                if let first = firstByID[id] {
+                    diagnostics.append(RuleDiagnostic(location, "duplicate rule id '\(id)' (first defined at \(first))"))
+                } else {
+                    firstByID[id] = location
+                }
+            }
+        }
+        guard diagnostics.isEmpty else { throw RuleLoadError(diagnostics: diagnostics.sorted()) }
+        return RuleSet(rules: rules)
+    }
+
+    /// Parses one file: the rules that are valid and the problems of the others.
+    public static func parse(
+        _ source: RuleSource
+    ) -> (rules: [Rule], diagnostics: [RuleDiagnostic], declaredIDs: [(String, SourceLocation)]) {
+        var reader = YAMLReader(file: source.path)
+        guard let root = reader.compose(source.text) else { return ([], reader.diagnostics, []) }
+        guard let top = reader.mapping(root, what: "a rule file", allowed: ["rules"]) else {
+            return ([], reader.diagnostics, [])
+        }
+        guard let list = top["rules"] else {
+            reader.error(root, "a rule file needs a top-level 'rules:' list")
+            return ([], reader.diagnostics, [])
+        }
+        if case .scalar = list.value, YAMLReader.tagName(list.value) == .null { return ([], reader.diagnostics, []) }
+        guard let items = reader.sequence(list.value, what: "'rules'") else { return ([], reader.diagnostics, []) }
+        var rules: [Rule] = []
+        var declaredIDs: [(String, SourceLocation)] = []
+        for item in items {
+            let before = reader.diagnostics.count
+            if case .mapping(let mapping) = item, let id = mapping["id"]?.scalar?.string {
+                declaredIDs.append((id, reader.location(item)))
+            }
+            if let rule = parseRule(item, reader: &reader), reader.diagnostics.count == before {
+                rules.append(rule)
+            }
+        }
+        return (rules, reader.diagnostics, declaredIDs)
+    }
+
+    private static func parseRule(_ node: Node, reader: inout YAMLReader) -> Rule? {
+        guard let entries = reader.mapping(node, what: "a rule", allowed: ruleKeys) else { return nil }
+        let location = reader.location(node)
+
+        var id = "?"
+        if let entry = entries["id"], let text = reader.string(entry.value, what: "'id'") {
+            if text.isEmpty || !text.utf8.allSatisfy(isIDByte) {
+                reader.error(entry.value, "rule id '\(text)' may only hold letters, digits, '_', '.' and '-'")
+            }
+            id = text
+        } else if entries["id"] == nil {
+            reader.error(node, "rule has no 'id'")
+        }
+
+        var topic: TopicPattern?
+        if let entry = entries["topic"], let text = reader.string(entry.value, what: "'topic'") {
+            do {
+                let pattern = try TopicPattern(parsing: text)
+                topic = pattern
+                for name in pattern.captureNames where payloadPlaceholders.contains(name) {
+                    reader.error(entry.value, "capture '{\(name)}' uses a reserved name: rename it")
+                }
+            } catch {
+                reader.error(entry.value, "invalid topic: \(error)")
+            }
+        } else if entries["topic"] == nil {
+            reader.error(node, "rule '\(id)' has no 'topic'")
+        }
+
+        var field = ["value"]
+        if let entry = entries["field"], let text = reader.string(entry.value, what: "'field'") {
+            let path = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            if path.contains(where: \.isEmpty) {
+                reader.error(entry.value, "field '\(text)' must be a dotted path such as 'value' or 'data.temp'")
+            }
+            field = path
+        }
+
+        let condition = parseCondition(entries, rule: node, id: id, reader: &reader)
+
+        var clear: Double?
+        if let entry = entries["clear"], let value = reader.number(entry.value, what: "'clear'") {
+            clear = value
+            switch condition {
+            case .above(let threshold) where value > threshold:
+                reader.error(
+                    entry.value,
+                    "clear \(JSONValue.format(value)) is above the 'above' threshold \(JSONValue.format(threshold)): "
+                        + "it must be at or below it (the rule clears when the value falls to it)"
+                )
+            case .below(let threshold) where value < threshold:
+                reader.error(
+                    entry.value,
+                    "clear \(JSONValue.format(value)) is below the 'below' threshold \(JSONValue.format(threshold)): "
+                        + "it must be at or above it (the rule clears when the value rises to it)"
+                )
+            case .between, .outside, .equals:
+                reader.error(entry.value, "'clear' applies only to 'above' and 'below' conditions")
+            default: break
+            }
+        }
+
+        func duration(_ key: String) -> Int64? {
+            guard let entry = entries[key] else { return nil }
+            return reader.duration(entry.value, what: "'\(key)'")
+        }
+        let forMilliseconds = duration("for") ?? 0
+        let cooldown = duration("cooldown") ?? 0
+        let stale = duration("stale")
+        if let stale, stale == 0, let entry = entries["stale"] {
+            reader.error(entry.value, "'stale' must be longer than 0")
+        }
+        let minOn = duration("min_on") ?? 0
+        let minOff = duration("min_off") ?? 0
+
+        var severity = Rule.Severity.warning
+        if let entry = entries["severity"], let text = reader.string(entry.value, what: "'severity'") {
+            if let value = Rule.Severity(rawValue: text) {
+                severity = value
+            } else {
+                reader.error(entry.value, "severity '\(text)' must be one of info, warning, critical")
+            }
+        }
+        var onUnknown = Rule.UnknownPolicy.keep
+        if let entry = entries["on_unknown"], let text = reader.string(entry.value, what: "'on_unknown'") {
+            if let value = Rule.UnknownPolicy(rawValue: text) {
+                onUnknown = value
+            } else {
+                reader.error(entry.value, "on_unknown '\(text)' must be one of keep, fire, clear")
+            }
+        }
+        var maxTransitions: Rule.TransitionLimit?
+        if let entry = entries["max_transitions"] {
+            maxTransitions = parseTransitionLimit(entry.value, reader: &reader)
+        }
+
+        let captures = topic?.captureNames ?? []
+        let onFire = entries["on_fire"].map { parseActions($0.value, what: "on_fire", captures: captures, reader: &reader) } ?? []
+        let onClear =
+            entries["on_clear"].map { parseActions($0.value, what: "on_clear", captures: captures, reader: &reader) } ?? []
+
+        guard let topic, let condition else { return nil }
+        return Rule(
+            id: id,
+            description: entries["description"].flatMap { reader.string($0.value, what: "'description'") },
+            topic: topic,
+            field: field,
+            condition: condition,
+            clear: clear,
+            forMilliseconds: forMilliseconds,
+            cooldownMilliseconds: cooldown,
+            staleMilliseconds: stale,
+            severity: severity,
+            onUnknown: onUnknown,
+            minOnMilliseconds: minOn,
+            minOffMilliseconds: minOff,
+            maxTransitions: maxTransitions,
+            onFire: onFire,
+            onClear: onClear,
+            location: location
+        )
+    }
+
+    private static func parseCondition(
+        _ entries: [String: (key: Node, value: Node)],
+        rule: Node,
+        id: String,
+        reader: inout YAMLReader
+    ) -> Rule.Condition? {
+        let present = conditionKeys.filter { entries[$0] != nil }
+        guard let name = present.first, let entry = entries[name] else {
+            reader.error(rule, "rule '\(id)' has no condition: add one of above, below, between, outside, equals")
+            return nil
+        }
+        if present.count > 1, let second = entries[present[1]] {
+            reader.error(
+                second.key,
+                "rule '\(id)' has two conditions ('\(present[0])' and '\(present[1])'): keep exactly one"
+            )
+            for name in present where ["above", "below"].contains(name) {
+                _ = entries[name].map { reader.number($0.value, what: "'\(name)'") }
+            }
+            return nil
+        }
+        switch name {
+        case "above": return reader.number(entry.value, what: "'above'").map(Rule.Condition.above)
+        case "below": return reader.number(entry.value, what: "'below'").map(Rule.Condition.below)
+        case "between", "outside":
+            guard let items = reader.sequence(entry.value, what: "'\(name)'"), items.count == 2 else {
+                if case .sequence = entry.value {
+                    reader.error(entry.value, "'\(name)' needs exactly two numbers: [low, high]")
+                }
+                return nil
+            }
+            guard let low = reader.number(items[0], what: "the low end of '\(name)'"),
+                let high = reader.number(items[1], what: "the high end of '\(name)'")
+            else { return nil }
+            guard low < high else {
+                reader.error(
+                    entry.value,
+                    "'\(name)' needs low < high, got [\(JSONValue.format(low)), \(JSONValue.format(high))]"
+                )
+                return nil
+            }
+            return name == "between" ? .between(low, high) : .outside(low, high)
+        default:
+            guard case .scalar = entry.value, let value = reader.json(entry.value, what: "'equals'"), value != .null
+            else {
+                reader.error(entry.value, "'equals' must be a number, a string or true/false")
+                return nil
+            }
+            return .equals(value)
+        }
+    }
+
+    private static func parseTransitionLimit(_ node: Node, reader: inout YAMLReader) -> Rule.TransitionLimit? {
+        let text = node.scalar?.string ?? ""
+        let parts = text.split(separator: " ", omittingEmptySubsequences: true)
+        var count: Int?
+        var window: Int64? = 3_600_000
+        if parts.count == 1 {
+            count = Int(parts[0])
+        } else if parts.count == 3, parts[1] == "per" {
+            count = Int(parts[0])
+            window = RuleDuration.milliseconds(String(parts[2]))
+        }
+        guard let count, count > 0, let window, window > 0 else {
+            reader.error(node, "max_transitions '\(text)' must look like '6 per 1h' (a count above 0 per a duration)")
+            return nil
+        }
+        return Rule.TransitionLimit(count: count, windowMilliseconds: window)
+    }
+
+    private static func parseActions(
+        _ node: Node,
+        what: String,
+        captures: [String],
+        reader: inout YAMLReader
+    ) -> [Action] {
+        guard let items = reader.sequence(node, what: "'\(what)'") else { return [] }
+        var actions: [Action] = []
+        for item in items {
+            guard
+                let entries = reader.mapping(item, what: "an action in '\(what)'", allowed: ["publish", "log", "command"])
+            else { continue }
+            let handlers = ["publish", "log", "command"].filter { entries[$0] != nil }
+            guard let name = handlers.first, let entry = entries[name] else {
+                reader.error(item, "an action needs a handler: one of publish, log, command")
+                continue
+            }
+            if handlers.count > 1 {
+                reader.error(item, "an action has one handler; split '\(handlers.joined(separator: "' and '"))' into two actions")
+                continue
+            }
+            let location = reader.location(item)
+            let before = reader.diagnostics.count
+            var handler: Action.Handler?
+            switch name {
+            case "publish": handler = parsePublish(entry.value, captures: captures, reader: &reader)
+            case "log": handler = parseLog(entry.value, captures: captures, reader: &reader)
+            default: handler = parseCommand(entry.value, captures: captures, reader: &reader)
+            }
+            if let handler, reader.diagnostics.count == before {
+                actions.append(Action(handler: handler, location: location))
+            }
+        }
+        return actions
+    }
+
+    private static func parsePublish(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+        guard let entries = reader.mapping(node, what: "a publish action", allowed: ["topic", "payload", "qos", "retain"])
+        else { return nil }
+        guard let topicEntry = entries["topic"] else {
+            reader.error(node, "a publish action needs a 'topic'")
+            return nil
+        }
+        guard let topicText = reader.string(topicEntry.value, what: "the action's topic") else { return nil }
+        let topic = Template(topicText)
+        let literal = topic.literalText
+        if topicText.isEmpty || literal.contains("+") || literal.contains("#")
+            || literal.unicodeScalars.contains(where: { $0.value < 0x20 })
+        {
+            reader.error(topicEntry.value, "action topic '\(topicText)' must be a plain topic: no '+', '#' or control characters")
+        }
+        checkPlaceholders(topic, at: topicEntry.value, allowed: captures + topicPlaceholders, captures: captures, reader: &reader)
+        var payload: PayloadTemplate?
+        if let payloadEntry = entries["payload"] {
+            payload = payloadTemplate(payloadEntry.value, captures: captures, reader: &reader)
+        }
+        var qos = 1
+        if let entry = entries["qos"], let value = reader.integer(entry.value, what: "'qos'") {
+            if value > 2 { reader.error(entry.value, "'qos' must be 0, 1 or 2") }
+            qos = value
+        }
+        let retain = entries["retain"].flatMap { reader.bool($0.value, what: "'retain'") } ?? false
+        return .publish(topic: topic, payload: payload, qos: qos, retain: retain)
+    }
+
+    private static func parseLog(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+        var messageNode = node
+        if case .mapping = node {
+            guard let entries = reader.mapping(node, what: "a log action", allowed: ["message"]),
+                let entry = entries["message"]
+            else {
+                reader.error(node, "a log action needs a 'message'")
+                return nil
+            }
+            messageNode = entry.value
+        }
+        guard let text = reader.string(messageNode, what: "a log message") else { return nil }
+        let template = Template(text)
+        checkPlaceholders(template, at: messageNode, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+        return .log(message: template)
+    }
+
+    private static func parseCommand(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+        var argumentsNode = node
+        var timeout: Int64 = 10_000
+        if case .mapping = node {
+            guard let entries = reader.mapping(node, what: "a command action", allowed: ["run", "timeout"]),
+                let entry = entries["run"]
+            else {
+                reader.error(node, "a command action needs 'run: [program, arguments...]'")
+                return nil
+            }
+            argumentsNode = entry.value
+            if let timeoutEntry = entries["timeout"] {
+                timeout = reader.duration(timeoutEntry.value, what: "'timeout'") ?? timeout
+            }
+        }
+        guard let items = reader.sequence(argumentsNode, what: "a command"), !items.isEmpty else {
+            reader.error(argumentsNode, "a command needs at least the program to run")
+            return nil
+        }
+        var arguments: [Template] = []
+        for item in items {
+            guard let text = reader.string(item, what: "a command argument") else { continue }
+            let template = Template(text)
+            checkPlaceholders(template, at: item, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+            arguments.append(template)
+        }
+        return .command(arguments: arguments, timeoutMilliseconds: timeout)
+    }
+
+    private static func payloadTemplate(_ node: Node, captures: [String], reader: inout YAMLReader) -> PayloadTemplate? {
+        switch node {
+        case .scalar(let scalar):
+            guard let value = reader.json(node, what: "the payload") else { return nil }
+            guard case .string = value else { return .literal(value) }
+            let template = Template(scalar.string)
+            if template.placeholders.isEmpty { return .literal(value) }
+            checkPlaceholders(template, at: node, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+            return .string(template)
+        case .sequence(let sequence):
+            var items: [PayloadTemplate] = []
+            for item in sequence {
+                guard let template = payloadTemplate(item, captures: captures, reader: &reader) else { return nil }
+                items.append(template)
+            }
+            return .array(items)
+        case .mapping(let mapping):
+            var keys: [String] = []
+            var values: [PayloadTemplate] = []
+            for (key, value) in mapping {
+                guard case .scalar(let scalar) = key else {
+                    reader.error(key, "payload keys must be strings")
+                    return nil
+                }
+                guard let template = payloadTemplate(value, captures: captures, reader: &reader) else { return nil }
+                keys.append(scalar.string)
+                values.append(template)
+            }
+            return .object(keys, values)
+        case .alias:
+            reader.error(node, "payloads cannot use YAML aliases")
+            return nil
+        }
+    }
+
+    private static func checkPlaceholders(
+        _ template: Template,
+        at node: Node,
+        allowed: [String],
+        captures: [String],
+        reader: inout YAMLReader
+    ) {
+        for name in template.placeholders where !allowed.contains(name) {
+            let captured = captures.isEmpty ? "captures nothing" : "captures \(captures.map { "{\($0)}" }.joined(separator: ", "))"
+            reader.error(
+                node,
+                "placeholder {\(name)} is not captured by the rule's topic (it \(captured); "
+                    + "also available: \(allowed.filter { !captures.contains($0) }.map { "{\($0)}" }.joined(separator: ", ")))"
+            )
+        }
+    }
+
+    private static func isIDByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: "-"):
+            true
+        default: false
+        }
+    }
+}

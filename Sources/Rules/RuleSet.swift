@@ -1,0 +1,93 @@
+/// A validated set of rules with an index from topics to the rules they match.
+public struct RuleSet: Sendable {
+    /// The rules, in file order.
+    public let rules: [Rule]
+    let index: TopicIndex
+
+    /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
+    public init(rules: [Rule]) {
+        self.rules = rules
+        self.index = TopicIndex(patterns: rules.map(\.topic))
+    }
+
+    /// The distinct MQTT filters to subscribe to, in first-use order.
+    public var filters: [String] {
+        var seen = Set<String>()
+        return rules.map(\.topic.filter).filter { seen.insert($0).inserted }
+    }
+
+    /// The rule with this id.
+    public func rule(withID id: String) -> Rule? {
+        rules.first { $0.id == id }
+    }
+}
+
+/// A trie over topic levels: matching a topic costs what its matching rules cost, not what all rules cost.
+struct TopicIndex: Sendable {
+    struct Node: Sendable {
+        var literals: [String: Int] = [:]
+        var singleLevel: Int?
+        /// Rules whose pattern ends with `#` here.
+        var remainder: [Int] = []
+        /// Rules whose pattern ends exactly here.
+        var terminal: [Int] = []
+    }
+
+    private(set) var nodes: [Node] = [Node()]
+
+    init(patterns: [TopicPattern]) {
+        for (ruleIndex, pattern) in patterns.enumerated() {
+            var current = 0
+            for level in pattern.levels {
+                switch level {
+                case .remainingLevels:
+                    nodes[current].remainder.append(ruleIndex)
+                    current = -1
+                case .literal(let text):
+                    if let next = nodes[current].literals[text] {
+                        current = next
+                    } else {
+                        nodes.append(Node())
+                        nodes[current].literals[text] = nodes.count - 1
+                        current = nodes.count - 1
+                    }
+                case .anyLevel, .capture:
+                    if let next = nodes[current].singleLevel {
+                        current = next
+                    } else {
+                        nodes.append(Node())
+                        nodes[current].singleLevel = nodes.count - 1
+                        current = nodes.count - 1
+                    }
+                }
+                if current < 0 { break }
+            }
+            if current >= 0 { nodes[current].terminal.append(ruleIndex) }
+        }
+    }
+
+    /// Appends the indexes of the rules whose pattern matches `levels`, in ascending order.
+    func matches(_ levels: [Substring], into result: inout [Int]) {
+        let start = result.count
+        // $-topics are matched by wildcards only below the first level.
+        let systemTopic = levels.first?.hasPrefix("$") ?? false
+        collect(node: 0, levels: levels, depth: 0, systemTopic: systemTopic, into: &result)
+        if result.count - start > 1 { result[start...].sort() }
+    }
+
+    private func collect(node index: Int, levels: [Substring], depth: Int, systemTopic: Bool, into result: inout [Int]) {
+        let node = nodes[index]
+        let wildcardsAllowed = !(depth == 0 && systemTopic)
+        if wildcardsAllowed { result += node.remainder }
+        guard depth < levels.count else {
+            result += node.terminal
+            return
+        }
+        if let next = node.literals[String(levels[depth])] {
+            collect(node: next, levels: levels, depth: depth + 1, systemTopic: systemTopic, into: &result)
+        }
+        if wildcardsAllowed, let next = node.singleLevel {
+            collect(node: next, levels: levels, depth: depth + 1, systemTopic: systemTopic, into: &result)
+        }
+    }
+}
