@@ -78,7 +78,9 @@ let package = Package(
         ),
         .testTarget(
             name: "MQTTTests",
-            dependencies: ["MQTT", "MQTTTestSupport", "mqtt-test-client", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "MQTT", "MQTTTestSupport", "mqtt-test-client", .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "RulesTests",

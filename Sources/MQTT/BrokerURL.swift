@@ -15,7 +15,8 @@ public struct BrokerURL: Sendable, Hashable, CustomStringConvertible {
     public var password: String?
 
     /// Creates an address from its parts.
-    public init(host: String, port: Int? = nil, usesTLS: Bool = false, username: String? = nil, password: String? = nil) {
+    public init(host: String, port: Int? = nil, usesTLS: Bool = false, username: String? = nil, password: String? = nil)
+    {
         self.host = host
         self.port = port ?? (usesTLS ? 8883 : 1883)
         self.usesTLS = usesTLS

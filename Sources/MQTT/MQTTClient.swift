@@ -189,7 +189,12 @@ public final class MQTTClient: Service, Sendable {
     }
 
     /// Publishes a UTF-8 string.
-    public func publish(_ text: String, to topic: String, qos: MQTTQoS = .atLeastOnce, retain: Bool = false) async throws {
+    public func publish(
+        _ text: String,
+        to topic: String,
+        qos: MQTTQoS = .atLeastOnce,
+        retain: Bool = false
+    ) async throws {
         try await publish(Array(text.utf8), to: topic, qos: qos, retain: retain)
     }
 
@@ -222,7 +227,10 @@ public final class MQTTClient: Service, Sendable {
                 )
             }
             if value < qos {
-                logger.debug("broker granted a lower QoS", metadata: ["mqtt.filter": "\(filter)", "mqtt.qos": "\(value)"])
+                logger.debug(
+                    "broker granted a lower QoS",
+                    metadata: ["mqtt.filter": "\(filter)", "mqtt.qos": "\(value)"]
+                )
             }
             granted.append(value)
         }

@@ -135,7 +135,12 @@ final class MosquittoHandle: @unchecked Sendable {
 
     /// Publishes; returns the message id. `queued` is true when libmosquitto kept a QoS 1/2 message
     /// for the next connection because there is none now: it will be sent then, so it must not be retried.
-    func publish(topic: String, payload: UnsafeRawBufferPointer, qos: MQTTQoS, retain: Bool) throws -> (
+    func publish(
+        topic: String,
+        payload: UnsafeRawBufferPointer,
+        qos: MQTTQoS,
+        retain: Bool
+    ) throws -> (
         messageID: Int32, queued: Bool
     ) {
         var messageID: Int32 = 0
@@ -160,7 +165,15 @@ final class MosquittoHandle: @unchecked Sendable {
         try withCStringArray(filters) { array in
             var messageID: Int32 = 0
             try check(
-                mosquitto_subscribe_multiple(mosq, &messageID, Int32(filters.count), array, Int32(qos.rawValue), 0, nil),
+                mosquitto_subscribe_multiple(
+                    mosq,
+                    &messageID,
+                    Int32(filters.count),
+                    array,
+                    Int32(qos.rawValue),
+                    0,
+                    nil
+                ),
                 doing: "subscribing to \(filters)"
             )
             return messageID
@@ -188,7 +201,10 @@ final class MosquittoHandle: @unchecked Sendable {
         }
         let utf8 = Array(topic.utf8)
         guard mosquitto_pub_topic_check2(topic, utf8.count) == MOSQ_ERR_SUCCESS.rawValue else {
-            throw MQTTError(.invalidTopic, "cannot publish to '\(topic)': wildcards + and # are only allowed in filters")
+            throw MQTTError(
+                .invalidTopic,
+                "cannot publish to '\(topic)': wildcards + and # are only allowed in filters"
+            )
         }
     }
 
@@ -259,7 +275,7 @@ final class MosquittoHandle: @unchecked Sendable {
         _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) throws -> Result
     ) throws -> Result {
         let pointers = strings.map { strdup($0) }
-        defer { pointers.forEach { free($0) } }
+        defer { for pointer in pointers { free(pointer) } }
         return try pointers.withUnsafeBufferPointer { try body($0.baseAddress!) }
     }
 }

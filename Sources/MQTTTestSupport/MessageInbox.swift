@@ -44,7 +44,8 @@ public final class MessageInbox: Sendable {
     public func next(timeout: Duration = .seconds(20)) async throws -> MQTTMessage {
         try await withTimeout(timeout, "waiting for a message") { [storage] in
             try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<MQTTMessage, any Error>) in
+                try await withCheckedThrowingContinuation {
+                    (continuation: CheckedContinuation<MQTTMessage, any Error>) in
                     let result: Result<MQTTMessage, any Error>? = storage.state.withLock { state in
                         if !state.pending.isEmpty { return .success(state.pending.removeFirst()) }
                         if state.finished { return .failure(TimeoutError(description: "the message stream ended")) }

@@ -106,10 +106,12 @@ public final class TestBroker: Sendable {
     }
 
     private func signalAndReap(_ signal: Int32) {
-        guard let pid = pid.withLock({ value -> pid_t? in
-            defer { value = nil }
-            return value
-        }) else { return }
+        guard
+            let pid = pid.withLock({ value -> pid_t? in
+                defer { value = nil }
+                return value
+            })
+        else { return }
         Glibc.kill(pid, signal)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
@@ -154,7 +156,9 @@ public final class TestBroker: Sendable {
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw TestBrokerError("\(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(output)")
+            throw TestBrokerError(
+                "\(arguments.joined(separator: " ")) failed (\(process.terminationStatus)): \(output)"
+            )
         }
         return output
     }
@@ -168,7 +172,7 @@ public final class TestBroker: Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         var cArguments = arguments.map { strdup($0) } + [nil]
-        defer { cArguments.forEach { free($0) } }
+        defer { for pointer in cArguments { free(pointer) } }
         var pid: pid_t = 0
         let rc = withDefaultSignalAttributes { posix_spawnp(&pid, arguments[0], &actions, $0, &cArguments, environ) }
         guard rc == 0 else {
@@ -200,7 +204,9 @@ public final class TestBroker: Sendable {
         defer { close(fd) }
         var address = loopbackAddress(port: 0)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw TestBrokerError("bind() failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

@@ -13,7 +13,11 @@ public enum FileHandleOutput: Sendable {
         text.withUTF8 { buffer in
             var offset = 0
             while offset < buffer.count {
-                let written = Glibc.write(self == .standardOutput ? 1 : 2, buffer.baseAddress! + offset, buffer.count - offset)
+                let written = Glibc.write(
+                    self == .standardOutput ? 1 : 2,
+                    buffer.baseAddress! + offset,
+                    buffer.count - offset
+                )
                 if written <= 0 { return }
                 offset += written
             }

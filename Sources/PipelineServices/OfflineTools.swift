@@ -8,7 +8,10 @@ public struct OfflineTools: Sendable {
     var standardError: @Sendable (String) -> Void
 
     /// Writes lines to the given sinks.
-    public init(standardOutput: @escaping @Sendable (String) -> Void, standardError: @escaping @Sendable (String) -> Void) {
+    public init(
+        standardOutput: @escaping @Sendable (String) -> Void,
+        standardError: @escaping @Sendable (String) -> Void
+    ) {
         self.standardOutput = standardOutput
         self.standardError = standardError
     }

@@ -20,6 +20,11 @@ public struct Label: Hashable, Sendable, CustomStringConvertible {
     public var name: String
     public var value: String
     public var description: String { "\(name)=\(value)" }
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
 }
 
 /// Which way an instance moved.
@@ -145,7 +150,8 @@ public struct Evaluator: Sendable {
         for ruleIndex in matchBuffer {
             let rule = ruleSet.rules[ruleIndex]
             guard let captured = rule.topic.captures(in: levels) else { continue }
-            if let unsafe = zip(rule.topic.captureNames, captured).first(where: { !TopicPattern.isSafeCaptureValue($1) }) {
+            if let unsafe = zip(rule.topic.captureNames, captured).first(where: { !TopicPattern.isSafeCaptureValue($1) }
+            ) {
                 events.append(
                     .unusable(
                         ruleID: rule.id,
@@ -186,7 +192,8 @@ public struct Evaluator: Sendable {
     /// Moves the clock to `time`, firing every timer due at or before it in time order.
     public mutating func advance(to time: Int64, into events: inout [EvaluationEvent]) {
         while let entry = timers.popIfDue(atOrBefore: time) {
-            guard var instance = instances[entry.rule][entry.labels], instance.timerGeneration == entry.generation else {
+            guard var instance = instances[entry.rule][entry.labels], instance.timerGeneration == entry.generation
+            else {
                 continue
             }
             now = max(now, entry.due)
@@ -202,7 +209,12 @@ public struct Evaluator: Sendable {
 
     // MARK: The state machine
 
-    private mutating func step(_ instance: inout Instance, ruleIndex: Int, at time: Int64, into events: inout [EvaluationEvent]) {
+    private mutating func step(
+        _ instance: inout Instance,
+        ruleIndex: Int,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) {
         let rule = ruleSet.rules[ruleIndex]
         instance.deferredUntil = nil
         let wantsFiring = instance.stale || instance.holds
@@ -232,7 +244,11 @@ public struct Evaluator: Sendable {
         schedule(&instance, ruleIndex: ruleIndex, rule: rule)
     }
 
-    private func earliestTransition(_ instance: Instance, rule: Rule, to kind: TransitionKind) -> (Int64, flapping: Bool) {
+    private func earliestTransition(
+        _ instance: Instance,
+        rule: Rule,
+        to kind: TransitionKind
+    ) -> (Int64, flapping: Bool) {
         guard let last = instance.lastTransitionAt else { return (.min, false) }
         var earliest = last + rule.cooldownMilliseconds
         switch kind {
@@ -240,7 +256,8 @@ public struct Evaluator: Sendable {
         case .clear: earliest = max(earliest, last + rule.minOnMilliseconds)
         }
         if let limit = rule.maxTransitions, instance.recentTransitions.count >= limit.count {
-            let windowOpens = instance.recentTransitions[instance.recentTransitions.count - limit.count] + limit.windowMilliseconds
+            let windowOpens =
+                instance.recentTransitions[instance.recentTransitions.count - limit.count] + limit.windowMilliseconds
             if windowOpens > earliest { return (windowOpens, true) }
         }
         return (earliest, false)
@@ -259,7 +276,12 @@ public struct Evaluator: Sendable {
             if flapping && !instance.flapping {
                 instance.flapping = true
                 events.append(
-                    .flapping(ruleID: rule.id, labels: labels(of: instance, rule: rule), timestamp: time, until: earliest)
+                    .flapping(
+                        ruleID: rule.id,
+                        labels: labels(of: instance, rule: rule),
+                        timestamp: time,
+                        until: earliest
+                    )
                 )
             }
             return
@@ -304,7 +326,15 @@ public struct Evaluator: Sendable {
                         severity: rule.severity,
                         reason: reason,
                         value: instance.lastValue,
-                        action: render(action, rule: rule, labels: labels, value: instance.lastValue, kind: kind, reason: reason, time: time)
+                        action: render(
+                            action,
+                            rule: rule,
+                            labels: labels,
+                            value: instance.lastValue,
+                            kind: kind,
+                            reason: reason,
+                            time: time
+                        )
                     )
                 )
             )
@@ -326,7 +356,14 @@ public struct Evaluator: Sendable {
         instance.timerDue = due
         instance.timerGeneration &+= 1
         if let due {
-            timers.push(TimerHeap.Entry(due: due, rule: ruleIndex, labels: instance.labels, generation: instance.timerGeneration))
+            timers.push(
+                TimerHeap.Entry(
+                    due: due,
+                    rule: ruleIndex,
+                    labels: instance.labels,
+                    generation: instance.timerGeneration
+                )
+            )
         }
     }
 
@@ -391,19 +428,29 @@ public struct Evaluator: Sendable {
         if instance.stale, let stale = rule.staleMilliseconds {
             return kind == .fire ? "no reading for \(RuleDuration.format(stale)) (stale)" : "readings resumed"
         }
-        if instance.lastReadingAt == nil || (instance.lastUnusable != nil && rule.onUnknown != .keep && kind == (rule.onUnknown == .fire ? .fire : .clear)) {
-            if let problem = instance.lastUnusable { return "unusable reading: \(problem) (on_unknown: \(rule.onUnknown.rawValue))" }
+        if instance.lastReadingAt == nil
+            || (instance.lastUnusable != nil && rule.onUnknown != .keep
+                && kind == (rule.onUnknown == .fire ? .fire : .clear))
+        {
+            if let problem = instance.lastUnusable {
+                return "unusable reading: \(problem) (on_unknown: \(rule.onUnknown.rawValue))"
+            }
         }
-        let valueText = instance.lastValue.map { value -> String in
-            if case .number(let number) = value { return JSONValue.format(number) }
-            return value.jsonText
-        } ?? "no value"
+        let valueText =
+            instance.lastValue.map { value -> String in
+                if case .number(let number) = value { return JSONValue.format(number) }
+                return value.jsonText
+            } ?? "no value"
         let condition: String
         switch rule.condition {
         case .above(let threshold):
-            condition = kind == .fire ? "above \(JSONValue.format(threshold))" : "at or below \(JSONValue.format(rule.clear ?? threshold))"
+            condition =
+                kind == .fire
+                ? "above \(JSONValue.format(threshold))" : "at or below \(JSONValue.format(rule.clear ?? threshold))"
         case .below(let threshold):
-            condition = kind == .fire ? "below \(JSONValue.format(threshold))" : "at or above \(JSONValue.format(rule.clear ?? threshold))"
+            condition =
+                kind == .fire
+                ? "below \(JSONValue.format(threshold))" : "at or above \(JSONValue.format(rule.clear ?? threshold))"
         case .between(let low, let high):
             condition = "\(kind == .fire ? "" : "not ")between \(JSONValue.format(low)) and \(JSONValue.format(high))"
         case .outside(let low, let high):
@@ -411,7 +458,8 @@ public struct Evaluator: Sendable {
         case .equals(let expected):
             condition = "\(kind == .fire ? "equals" : "no longer equals") \(expected.jsonText)"
         }
-        let duration = kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
+        let duration =
+            kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
         return "value \(valueText) \(condition)\(duration)"
     }
 

@@ -43,6 +43,11 @@ public struct Rule: Hashable, Sendable {
     public struct TransitionLimit: Hashable, Sendable {
         public var count: Int
         public var windowMilliseconds: Int64
+
+        public init(count: Int, windowMilliseconds: Int64) {
+            self.count = count
+            self.windowMilliseconds = windowMilliseconds
+        }
     }
 
     public var id: String

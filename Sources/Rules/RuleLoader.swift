@@ -23,7 +23,9 @@ public enum RuleLoader {
             // Every declared id counts, valid rule or not, so a duplicate is reported together with other errors.
             for (id, location) in parsed.declaredIDs {
                 if let first = firstByID[id] {
-                    diagnostics.append(RuleDiagnostic(location, "duplicate rule id '\(id)' (first defined at \(first))"))
+                    diagnostics.append(
+                        RuleDiagnostic(location, "duplicate rule id '\(id)' (first defined at \(first))")
+                    )
                 } else {
                     firstByID[id] = location
                 }
@@ -159,9 +161,12 @@ public enum RuleLoader {
         }
 
         let captures = topic?.captureNames ?? []
-        let onFire = entries["on_fire"].map { parseActions($0.value, what: "on_fire", captures: captures, reader: &reader) } ?? []
+        let onFire =
+            entries["on_fire"].map { parseActions($0.value, what: "on_fire", captures: captures, reader: &reader) }
+            ?? []
         let onClear =
-            entries["on_clear"].map { parseActions($0.value, what: "on_clear", captures: captures, reader: &reader) } ?? []
+            entries["on_clear"].map { parseActions($0.value, what: "on_clear", captures: captures, reader: &reader) }
+            ?? []
 
         guard let topic, let condition else { return nil }
         return Rule(
@@ -265,7 +270,11 @@ public enum RuleLoader {
         var actions: [Action] = []
         for item in items {
             guard
-                let entries = reader.mapping(item, what: "an action in '\(what)'", allowed: ["publish", "log", "command"])
+                let entries = reader.mapping(
+                    item,
+                    what: "an action in '\(what)'",
+                    allowed: ["publish", "log", "command"]
+                )
             else { continue }
             let handlers = ["publish", "log", "command"].filter { entries[$0] != nil }
             guard let name = handlers.first, let entry = entries[name] else {
@@ -273,7 +282,10 @@ public enum RuleLoader {
                 continue
             }
             if handlers.count > 1 {
-                reader.error(item, "an action has one handler; split '\(handlers.joined(separator: "' and '"))' into two actions")
+                reader.error(
+                    item,
+                    "an action has one handler; split '\(handlers.joined(separator: "' and '"))' into two actions"
+                )
                 continue
             }
             let location = reader.location(item)
@@ -292,7 +304,12 @@ public enum RuleLoader {
     }
 
     private static func parsePublish(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
-        guard let entries = reader.mapping(node, what: "a publish action", allowed: ["topic", "payload", "qos", "retain"])
+        guard
+            let entries = reader.mapping(
+                node,
+                what: "a publish action",
+                allowed: ["topic", "payload", "qos", "retain"]
+            )
         else { return nil }
         guard let topicEntry = entries["topic"] else {
             reader.error(node, "a publish action needs a 'topic'")
@@ -304,9 +321,18 @@ public enum RuleLoader {
         if topicText.isEmpty || literal.contains("+") || literal.contains("#")
             || literal.unicodeScalars.contains(where: { $0.value < 0x20 })
         {
-            reader.error(topicEntry.value, "action topic '\(topicText)' must be a plain topic: no '+', '#' or control characters")
+            reader.error(
+                topicEntry.value,
+                "action topic '\(topicText)' must be a plain topic: no '+', '#' or control characters"
+            )
         }
-        checkPlaceholders(topic, at: topicEntry.value, allowed: captures + topicPlaceholders, captures: captures, reader: &reader)
+        checkPlaceholders(
+            topic,
+            at: topicEntry.value,
+            allowed: captures + topicPlaceholders,
+            captures: captures,
+            reader: &reader
+        )
         var payload: PayloadTemplate?
         if let payloadEntry = entries["payload"] {
             payload = payloadTemplate(payloadEntry.value, captures: captures, reader: &reader)
@@ -333,7 +359,13 @@ public enum RuleLoader {
         }
         guard let text = reader.string(messageNode, what: "a log message") else { return nil }
         let template = Template(text)
-        checkPlaceholders(template, at: messageNode, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+        checkPlaceholders(
+            template,
+            at: messageNode,
+            allowed: captures + payloadPlaceholders,
+            captures: captures,
+            reader: &reader
+        )
         return .log(message: template)
     }
 
@@ -360,20 +392,33 @@ public enum RuleLoader {
         for item in items {
             guard let text = reader.string(item, what: "a command argument") else { continue }
             let template = Template(text)
-            checkPlaceholders(template, at: item, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+            checkPlaceholders(
+                template,
+                at: item,
+                allowed: captures + payloadPlaceholders,
+                captures: captures,
+                reader: &reader
+            )
             arguments.append(template)
         }
         return .command(arguments: arguments, timeoutMilliseconds: timeout)
     }
 
-    private static func payloadTemplate(_ node: Node, captures: [String], reader: inout YAMLReader) -> PayloadTemplate? {
+    private static func payloadTemplate(_ node: Node, captures: [String], reader: inout YAMLReader) -> PayloadTemplate?
+    {
         switch node {
         case .scalar(let scalar):
             guard let value = reader.json(node, what: "the payload") else { return nil }
             guard case .string = value else { return .literal(value) }
             let template = Template(scalar.string)
             if template.placeholders.isEmpty { return .literal(value) }
-            checkPlaceholders(template, at: node, allowed: captures + payloadPlaceholders, captures: captures, reader: &reader)
+            checkPlaceholders(
+                template,
+                at: node,
+                allowed: captures + payloadPlaceholders,
+                captures: captures,
+                reader: &reader
+            )
             return .string(template)
         case .sequence(let sequence):
             var items: [PayloadTemplate] = []
@@ -409,7 +454,8 @@ public enum RuleLoader {
         reader: inout YAMLReader
     ) {
         for name in template.placeholders where !allowed.contains(name) {
-            let captured = captures.isEmpty ? "captures nothing" : "captures \(captures.map { "{\($0)}" }.joined(separator: ", "))"
+            let captured =
+                captures.isEmpty ? "captures nothing" : "captures \(captures.map { "{\($0)}" }.joined(separator: ", "))"
             reader.error(
                 node,
                 "placeholder {\(name)} is not captured by the rule's topic (it \(captured); "

@@ -75,7 +75,8 @@ struct TopicIndex: Sendable {
         if result.count - start > 1 { result[start...].sort() }
     }
 
-    private func collect(node index: Int, levels: [Substring], depth: Int, systemTopic: Bool, into result: inout [Int]) {
+    private func collect(node index: Int, levels: [Substring], depth: Int, systemTopic: Bool, into result: inout [Int])
+    {
         let node = nodes[index]
         let wildcardsAllowed = !(depth == 0 && systemTopic)
         if wildcardsAllowed { result += node.remainder }

@@ -38,7 +38,9 @@ public struct RuleTestSuite: Sendable {
 
         public var description: String {
             var text = "\(RuleDuration.format(at)) \(transition.rawValue) \(rule)"
-            if let labels { text += " " + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",") }
+            if let labels {
+                text += " " + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            }
             if let topic { text += " → \(topic)" }
             if let payload { text += " \(payload.jsonText)" }
             return text
@@ -81,10 +83,13 @@ public struct RuleTestSuite: Sendable {
     }
 
     private static func parseCase(_ node: Node, reader: inout YAMLReader) -> Case? {
-        guard let entries = reader.mapping(node, what: "a test", allowed: ["name", "readings", "until", "expect"]) else {
+        guard let entries = reader.mapping(node, what: "a test", allowed: ["name", "readings", "until", "expect"])
+        else {
             return nil
         }
-        let name = entries["name"].flatMap { reader.string($0.value, what: "'name'") } ?? "test at line \(reader.location(node).line)"
+        let name =
+            entries["name"].flatMap { reader.string($0.value, what: "'name'") }
+            ?? "test at line \(reader.location(node).line)"
         var readings: [Reading] = []
         if let entry = entries["readings"], let items = reader.sequence(entry.value, what: "'readings'") {
             for item in items { readings += parseReadings(item, reader: &reader) }
@@ -123,7 +128,8 @@ public struct RuleTestSuite: Sendable {
                 reader.error(valuesEntry.key, "a reading has either 'payload' or 'values', not both")
                 return []
             }
-            guard let everyEntry = entries["every"], let every = reader.duration(everyEntry.value, what: "'every'") else {
+            guard let everyEntry = entries["every"], let every = reader.duration(everyEntry.value, what: "'every'")
+            else {
                 if entries["every"] == nil { reader.error(valuesEntry.key, "'values' needs 'every:' (the interval)") }
                 return []
             }
@@ -132,12 +138,17 @@ public struct RuleTestSuite: Sendable {
             for (index, item) in items.enumerated() {
                 guard let value = reader.json(item, what: "a value") else { continue }
                 readings.append(
-                    Reading(topic: topic, payload: RenderedAction.payloadBytes(value), timestamp: at + Int64(index) * every)
+                    Reading(
+                        topic: topic,
+                        payload: RenderedAction.payloadBytes(value),
+                        timestamp: at + Int64(index) * every
+                    )
                 )
             }
             return readings
         }
-        guard let payloadEntry = entries["payload"], let payload = reader.json(payloadEntry.value, what: "'payload'") else {
+        guard let payloadEntry = entries["payload"], let payload = reader.json(payloadEntry.value, what: "'payload'")
+        else {
             if entries["payload"] == nil { reader.error(node, "a reading needs 'payload:' or 'values:'") }
             return []
         }
@@ -234,16 +245,20 @@ public struct RuleTestSuite: Sendable {
 
     static func sideBySide(_ expected: [Expectation], _ actual: [TransitionRecord]) -> String {
         let left = ["expected"] + expected.map(\.description)
-        let right = ["actual"] + actual.map { record in
-            "\(RuleDuration.format(record.timestamp)) \(record.transition.rawValue) \(record.ruleID)"
-                + (record.labels.isEmpty ? "" : " " + record.labels.map(\.description).joined(separator: ",")) + " (\(record.reason))"
-        }
+        let right =
+            ["actual"]
+            + actual.map { record in
+                "\(RuleDuration.format(record.timestamp)) \(record.transition.rawValue) \(record.ruleID)"
+                    + (record.labels.isEmpty ? "" : " " + record.labels.map(\.description).joined(separator: ","))
+                    + " (\(record.reason))"
+            }
         let width = max(40, left.map(\.count).max() ?? 0)
         var lines: [String] = []
         for index in 0..<max(left.count, right.count) {
             let l = index < left.count ? left[index] : (index == left.count ? "(nothing more)" : "")
             let r = index < right.count ? right[index] : (index == right.count ? "(nothing more)" : "")
-            let marker = index == 0 || (index < left.count && index < right.count && l.prefix(12) == r.prefix(12)) ? " " : "≠"
+            let marker =
+                index == 0 || (index < left.count && index < right.count && l.prefix(12) == r.prefix(12)) ? " " : "≠"
             lines.append("    \(marker) \(l.padding(toLength: width))  │ \(r)")
         }
         return lines.joined(separator: "\n")

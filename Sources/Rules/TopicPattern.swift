@@ -101,7 +101,9 @@ public struct TopicPattern: Hashable, Sendable, CustomStringConvertible {
 
     static func isValidCaptureName(_ name: String) -> Bool {
         guard let first = name.unicodeScalars.first, first.properties.isAlphabetic || first == "_" else { return false }
-        return name.unicodeScalars.allSatisfy { ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "_" }
+        return name.unicodeScalars.allSatisfy {
+            ($0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0))) || $0 == "_"
+        }
     }
 
     /// Whether a captured value may be used in a topic: `[A-Za-z0-9_.-]{1,64}`.

@@ -1,10 +1,10 @@
 import ArgumentParser
+import Logging
+import MQTT
 
 #if canImport(Glibc)
 import Glibc
 #endif
-import Logging
-import MQTT
 
 /// A client for tests that must kill an MQTT client without DISCONNECT: connects with a will,
 /// prints `ready` once connected, then waits until it is killed.

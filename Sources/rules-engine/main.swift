@@ -27,7 +27,9 @@ struct Check: ParsableCommand {
 }
 
 struct Replay: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run rules over recorded readings; print actions as JSON lines.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run rules over recorded readings; print actions as JSON lines."
+    )
     @Option(help: "The rules folder.") var rules: String
     @Option(help: "Advance the clock to this time after the last reading (Unix ms or RFC 3339).") var end: String?
     @Argument(help: "Readings, one JSON object per line.") var readings: String

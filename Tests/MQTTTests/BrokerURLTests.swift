@@ -19,7 +19,14 @@ struct BrokerURLTests {
         Case(text: "mqtts://broker.local", host: "broker.local", port: 8883, tls: true),
         Case(text: "mqtts://broker.local:9000/", host: "broker.local", port: 9000, tls: true),
         Case(text: "mqtt://alice@h", host: "h", port: 1883, tls: false, user: "alice"),
-        Case(text: "mqtt://alice:s3cr%40t@h:2000", host: "h", port: 2000, tls: false, user: "alice", password: "s3cr@t"),
+        Case(
+            text: "mqtt://alice:s3cr%40t@h:2000",
+            host: "h",
+            port: 2000,
+            tls: false,
+            user: "alice",
+            password: "s3cr@t"
+        ),
         Case(text: "mqtt://a:b:c@h", host: "h", port: 1883, tls: false, user: "a", password: "b:c"),
         Case(text: "mqtt://[::1]:1990", host: "::1", port: 1990, tls: false),
     ])

@@ -179,7 +179,9 @@ struct MQTTClientTests {
             try await withTimeout(.seconds(20), "refused connect") { try await client.run() }
         }
         #expect(error?.kind == .connectionRefused)
-        #expect(error?.message.lowercased().contains("password") == true || error?.message.contains("authorized") == true)
+        #expect(
+            error?.message.lowercased().contains("password") == true || error?.message.contains("authorized") == true
+        )
         #expect(error?.message.contains("wrong") == false)
 
         let good = try BrokerURL(parsing: "mqtt://alice:right@127.0.0.1:\(broker.port)")
@@ -206,8 +208,16 @@ struct MQTTClientTests {
             listenerConfiguration: "allow_anonymous false\npassword_file \(passwords)\nacl_file \(acl)",
             directory: directory
         )
-        let admin = try makeClient(broker, "\(prefix)-admin", url: try BrokerURL(parsing: "mqtt://admin:a@127.0.0.1:\(broker.port)"))
-        let sensor = try makeClient(broker, "\(prefix)-sensor", url: try BrokerURL(parsing: "mqtt://sensor:s@127.0.0.1:\(broker.port)"))
+        let admin = try makeClient(
+            broker,
+            "\(prefix)-admin",
+            url: try BrokerURL(parsing: "mqtt://admin:a@127.0.0.1:\(broker.port)")
+        )
+        let sensor = try makeClient(
+            broker,
+            "\(prefix)-sensor",
+            url: try BrokerURL(parsing: "mqtt://sensor:s@127.0.0.1:\(broker.port)")
+        )
         let inbox = MessageInbox(admin)
         try await withRunning([admin, sensor]) {
             try await admin.subscribe(to: ["\(prefix)/#"])
@@ -226,10 +236,17 @@ struct MQTTClientTests {
     @Test func tlsVerifiesTheCAAndTheHostName() async throws {
         let directory = try TestBroker.makeDirectory()
         let certificates = try TestCertificates(in: directory, hostNames: ["localhost"])
-        let broker = try await TestBroker(listenerConfiguration: certificates.listenerConfiguration, directory: directory)
+        let broker = try await TestBroker(
+            listenerConfiguration: certificates.listenerConfiguration,
+            directory: directory
+        )
         let prefix = uniqueTopicPrefix("tls")
 
-        let good = try makeClient(broker, "\(prefix)-good", url: try BrokerURL(parsing: "mqtts://localhost:\(broker.port)")) {
+        let good = try makeClient(
+            broker,
+            "\(prefix)-good",
+            url: try BrokerURL(parsing: "mqtts://localhost:\(broker.port)")
+        ) {
             $0.tls = .init(caFile: certificates.caCertificate)
         }
         let inbox = MessageInbox(good)
@@ -239,7 +256,11 @@ struct MQTTClientTests {
             #expect(try await inbox.next().payloadString == "secure")
         }
 
-        let wrongCA = try makeClient(broker, "\(prefix)-wrong-ca", url: try BrokerURL(parsing: "mqtts://localhost:\(broker.port)")) {
+        let wrongCA = try makeClient(
+            broker,
+            "\(prefix)-wrong-ca",
+            url: try BrokerURL(parsing: "mqtts://localhost:\(broker.port)")
+        ) {
             $0.tls = .init(caFile: certificates.otherCACertificate)
         }
         let caError = await #expect(throws: MQTTError.self) {
@@ -248,7 +269,11 @@ struct MQTTClientTests {
         #expect(caError?.kind == .connectionFailed)
         #expect(caError?.message.contains("TLS") == true || caError?.message.contains("certificate") == true)
 
-        let wrongHost = try makeClient(broker, "\(prefix)-wrong-host", url: try BrokerURL(parsing: "mqtts://127.0.0.1:\(broker.port)")) {
+        let wrongHost = try makeClient(
+            broker,
+            "\(prefix)-wrong-host",
+            url: try BrokerURL(parsing: "mqtts://127.0.0.1:\(broker.port)")
+        ) {
             $0.tls = .init(caFile: certificates.caCertificate)
         }
         let hostError = await #expect(throws: MQTTError.self) {

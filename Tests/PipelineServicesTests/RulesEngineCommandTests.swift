@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+
+/// Runs the real `rules-engine` executable, as users and scripts do.
+@Suite("rules-engine offline commands")
+struct RulesEngineCommandTests {
+    struct Run {
+        var status: Int32
+        var standardOutput: String
+        var standardError: String
+    }
+
+    static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+    }
+
+    func rulesEngine(_ arguments: [String]) throws -> Run {
+        let executable = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+            .appendingPathComponent("rules-engine")
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: Self.packageRoot)
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        let errorData = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(
+            status: process.terminationStatus,
+            standardOutput: String(decoding: outputData, as: UTF8.self),
+            standardError: String(decoding: errorData, as: UTF8.self)
+        )
+    }
+
+    func temporaryDirectory(_ files: [String: String]) throws -> String {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rules-\(UUID().uuidString)").path
+        for (name, text) in files {
+            let path = directory + "/" + name
+            try FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent,
+                withIntermediateDirectories: true
+            )
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+        }
+        return directory
+    }
+
+    @Test func checkAcceptsTheShippedRules() throws {
+        let run = try rulesEngine(["check", "rules"])
+        #expect(run.status == 0, "\(run.standardError)")
+    }
+
+    @Test func checkReportsEveryProblemAsFileLineColumn() throws {
+        let directory = try temporaryDirectory([
+            "a.yaml": "rules:\n  - id: x\n    topic: s/{d}/t\n    above: 30\n    cooldwn: 1m\n",
+            "nested/b.yml": "rules:\n  - id: x\n    topic: s/#/t\n    below: 1\n",
+            "nested/ignored.txt": "not yaml",
+        ])
+        let run = try rulesEngine(["check", directory])
+        #expect(run.status == 1)
+        let lines = run.standardError.split(separator: "\n").map(String.init)
+        #expect(
+            lines == [
+                "\(directory)/a.yaml:5:5: error: unknown key 'cooldwn' in a rule (did you mean 'cooldown'?)",
+                "\(directory)/nested/b.yml:2:5: error: duplicate rule id 'x' (first defined at \(directory)/a.yaml:2:5)",
+                "\(directory)/nested/b.yml:3:12: error: invalid topic: '#' must be the last level of topic 's/#/t'",
+            ]
+        )
+    }
+
+    @Test func replayPrintsOneJSONLinePerAction() throws {
+        let directory = try temporaryDirectory([
+            "readings.jsonl": """
+            {"ts": 1000, "topic": "sensors/rack-1/temperature", "payload": {"value": 31, "unit": "°C"}}
+            {"ts": "1970-01-01T00:00:06Z", "topic": "sensors/rack-1/temperature", "payload": {"value": 32}}
+            {"ts": 12000, "topic": "sensors/rack-1/temperature", "payload": 33}
+            """
+        ])
+        let run = try rulesEngine(["replay", "--rules", "rules", directory + "/readings.jsonl"])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(
+            run.standardOutput == #"""
+                {"ts":11000,"rule":"rack-cooling","transition":"fire","topic":"actuators/rack-1/cooling/set","payload":{"state":"on","rule":"rack-cooling","reason":"value 32 above 30 for 10s","value":32,"ts":11000}}
+
+                """#
+        )
+        let again = try rulesEngine(["replay", "--rules", "rules", directory + "/readings.jsonl"])
+        #expect(again.standardOutput == run.standardOutput)
+    }
+
+    @Test func diffShowsMovedAddedAndRemovedActionsAndExitsOne() throws {
+        let rule = { (threshold: Int, duration: String) in
+            """
+            rules:
+              - id: hot
+                topic: sensors/{room}/temperature
+                above: \(threshold)
+                for: \(duration)
+                on_fire:
+                  - publish: {topic: "actuators/{room}/fan/set", payload: {state: "on"}}
+            """
+        }
+        let directory = try temporaryDirectory([
+            "old/rules.yaml": rule(30, "10s"),
+            "new/rules.yaml": rule(30, "20s"),
+            "same/rules.yaml": rule(30, "10s"),
+            "readings.jsonl": """
+            {"ts": 0, "topic": "sensors/lab/temperature", "payload": 31}
+            {"ts": 60000, "topic": "sensors/lab/temperature", "payload": 31}
+            """,
+        ])
+        let changed = try rulesEngine([
+            "diff", "--old", directory + "/old", "--new", directory + "/new", directory + "/readings.jsonl",
+        ])
+        #expect(changed.status == 1)
+        #expect(changed.standardOutput.contains("~ hot fire room=lab moved from ts 10000 to ts 20000 (+10000 ms)"))
+        let unchanged = try rulesEngine([
+            "diff", "--old", directory + "/old", "--new", directory + "/same", directory + "/readings.jsonl",
+        ])
+        #expect(unchanged.status == 0)
+        #expect(unchanged.standardOutput.isEmpty)
+    }
+
+    @Test func testRunsTheShippedTestFiles() throws {
+        let files = try FileManager.default.contentsOfDirectory(atPath: Self.packageRoot + "/rules")
+            .filter { $0.hasSuffix(".test.yaml") }.sorted().map { "rules/" + $0 }
+        #expect(files.count >= 3)
+        let run = try rulesEngine(["test"] + files)
+        #expect(run.status == 0, "\(run.standardOutput)")
+        #expect(run.standardOutput.contains(" passed, 0 failed"))
+    }
+
+    @Test func aFailingTestShowsExpectedAndActualSideBySide() throws {
+        let directory = try temporaryDirectory([
+            "rules.yaml": "rules:\n  - id: hot\n    topic: s/{room}/t\n    above: 30\n    for: 5s\n",
+            "hot.test.yaml": """
+            rule_files: [rules.yaml]
+            tests:
+              - name: fires too early
+                readings:
+                  - {at: 0s, topic: s/lab/t, payload: 31}
+                until: 10s
+                expect:
+                  - {at: 1s, rule: hot, transition: fire}
+            """,
+        ])
+        let run = try rulesEngine(["test", directory + "/hot.test.yaml"])
+        #expect(run.status == 1)
+        #expect(run.standardOutput.contains("FAIL"))
+        #expect(run.standardOutput.contains("1s fire hot"))
+        #expect(run.standardOutput.contains("5s fire hot room=lab"))
+        #expect(run.standardOutput.contains("0 passed, 1 failed"))
+    }
+}

@@ -1,0 +1,59 @@
+import Rules
+import Testing
+
+@Suite("JSON, timestamps and recorded readings")
+struct JSONAndTimeTests {
+    @Test(arguments: [
+        (
+            "{\"a\": [1, 2.5, -3e2, true, null, \"x\\n\\u00e9\\ud83d\\ude00\"]}",
+            #"{"a":[1,2.5,-300,true,null,"x\n😀"]}"#.replacingOccurrences(of: "😀", with: "é😀")
+        ),
+        ("  42 ", "42"),
+        ("\"q\\\"\"", #""q\"""#),
+        ("{}", "{}"),
+    ])
+    func parsesAndPrints(input: String, output: String) throws {
+        let value = try #require(JSONValue(parsing: input))
+        #expect(value.jsonText == output)
+    }
+
+    @Test(arguments: [
+        "", "{", "[1,]", "01", "1.", "NaN", "Infinity", "\"\u{1}\"", "{\"a\" 1}", "tru", "1 2",
+        "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
+    ])
+    func rejectsInvalidJSON(input: String) {
+        #expect(JSONValue(parsing: input) == nil)
+    }
+
+    @Test(
+        arguments: [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2026-11-29T10:00:00.250Z", 1_795_946_400_250),
+            ("2026-11-29T11:00:00.25+01:00", 1_795_946_400_250),
+            ("2000-02-29T00:00:00Z", 951_782_400_000),
+        ] as [(String, Int64)]
+    )
+    func rfc3339(text: String, milliseconds: Int64) {
+        #expect(Timestamp.parseRFC3339(text) == milliseconds)
+    }
+
+    @Test func readingsFileReportsEveryBadLine() {
+        let text = """
+            {"ts": 1000, "topic": "sensors/a/temperature", "payload": {"value": 1}}
+            # a comment
+            {"ts": "yesterday", "topic": "x", "payload": 1}
+            not json
+            {"ts": 5, "payload": 1}
+            """
+        #expect {
+            try RecordedReadings.parse(text, path: "r.jsonl")
+        } throws: { error in
+            (error as? RecordedReadingsError)?.lines.map(\.line) == [3, 4, 5]
+        }
+    }
+
+    @Test func aStringPayloadIsTheRawText() throws {
+        let readings = try RecordedReadings.parse(#"{"ts": 1, "topic": "d", "payload": "open"}"#, path: "r")
+        #expect(readings.first?.payload == Array("open".utf8))
+    }
+}

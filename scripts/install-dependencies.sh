@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need on Debian, when it is missing:
+# mosquitto (the broker the tests and the demo start), mosquitto-clients, libmosquitto-dev, openssl.
+set -euo pipefail
+
+needed=()
+for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config; do
+    dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
+done
+if [ "${#needed[@]}" -gt 0 ]; then
+    echo "installing: ${needed[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
+fi
+# The packaged broker starts as a system service on port 1883; our tests and the demo never use it.
+command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6.2 or newer is needed)" >&2; exit 1; }
