@@ -29,27 +29,47 @@ public final class TestBroker: Sendable {
         extraConfiguration: String = "",
         directory: String? = nil
     ) async throws {
-        self.directory = try directory ?? TestBroker.makeDirectory()
-        self.port = try TestBroker.freePort()
-        self.configurationPath = self.directory + "/mosquitto.conf"
-        self.logPath = self.directory + "/mosquitto.log"
-        let configuration = """
-            user root
-            listener \(port) 127.0.0.1
-            \(listenerConfiguration)
-            persistence false
-            max_queued_messages 0
-            set_tcp_nodelay true
-            log_dest stderr
-            log_type error
-            log_type warning
-            log_type notice
-            log_type information
-            \(extraConfiguration)
+        let directory = try directory ?? TestBroker.makeDirectory()
+        self.directory = directory
+        self.configurationPath = directory + "/mosquitto.conf"
+        self.logPath = directory + "/mosquitto.log"
+        // Another test's broker or an outgoing connection can take a port between our check and the
+        // broker's bind: try a few ports.
+        var attempt = 0
+        while true {
+            let port = try TestBroker.freePort()
+            let configuration = """
+                user root
+                listener \(port) 127.0.0.1
+                \(listenerConfiguration)
+                persistence false
+                max_queued_messages 0
+                set_tcp_nodelay true
+                log_dest stderr
+                log_type error
+                log_type warning
+                log_type notice
+                log_type information
+                \(extraConfiguration)
 
-            """
-        try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
-        try await start()
+                """
+            try configuration.write(toFile: configurationPath, atomically: true, encoding: .utf8)
+            do {
+                let pid = try await TestBroker.launch(
+                    configurationPath: configurationPath,
+                    logPath: logPath,
+                    port: port
+                )
+                self.port = port
+                self.pid.withLock { $0 = pid }
+                return
+            } catch let error as TestBrokerError
+                where error.description.contains("Address already in use") && attempt < 5
+            {
+                attempt += 1
+                try? FileManager.default.removeItem(atPath: logPath)
+            }
+        }
     }
 
     deinit {
@@ -63,25 +83,29 @@ public final class TestBroker: Sendable {
     /// `mqtt://127.0.0.1:PORT`.
     public var url: BrokerURL { BrokerURL(host: "127.0.0.1", port: port) }
 
-    /// Starts the broker process and waits until it accepts TCP connections.
+    /// Starts the broker process (again) on its port and waits until it accepts TCP connections.
     public func start() async throws {
-        let newPID = try TestBroker.spawn(
-            ["mosquitto", "-c", configurationPath],
-            outputPath: logPath
-        )
+        let newPID = try await TestBroker.launch(configurationPath: configurationPath, logPath: logPath, port: port)
         pid.withLock { $0 = newPID }
+    }
+
+    private static func launch(configurationPath: String, logPath: String, port: Int) async throws -> pid_t {
+        let newPID = try spawn(["mosquitto", "-c", configurationPath], outputPath: logPath)
         let deadline = ContinuousClock.now + .seconds(15)
-        while !TestBroker.acceptsConnections(port: port) {
+        func log() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "(no log)" }
+        while !acceptsConnections(port: port) {
             var status: Int32 = 0
             if waitpid(newPID, &status, WNOHANG) == newPID {
-                pid.withLock { $0 = nil }
-                throw TestBrokerError("mosquitto exited at start: \(log)")
+                throw TestBrokerError("mosquitto exited at start: \(log())")
             }
             guard ContinuousClock.now < deadline else {
-                throw TestBrokerError("mosquitto did not accept connections on port \(port) within 15 s: \(log)")
+                Glibc.kill(newPID, SIGKILL)
+                waitpid(newPID, &status, 0)
+                throw TestBrokerError("mosquitto did not accept connections on port \(port) within 15 s: \(log())")
             }
             try await Task.sleep(for: .milliseconds(10))
         }
+        return newPID
     }
 
     /// Stops the broker with SIGTERM and waits for it to exit.
@@ -197,23 +221,26 @@ public final class TestBroker: Sendable {
         return body(&attributes)
     }
 
-    /// A TCP port on 127.0.0.1 that nothing listens on right now.
+    /// A TCP port on 127.0.0.1 that nothing listens on right now, chosen below Linux's ephemeral range
+    /// (32768–60999) so that no outgoing connection can be holding it.
     public static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            if try canBind(port: candidate) { return candidate }
+        }
+        throw TestBrokerError("no free port found in 20000..<32000")
+    }
+
+    private static func canBind(port: Int) throws -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestBrokerError("socket() failed") }
         defer { close(fd) }
-        var address = loopbackAddress(port: 0)
-        let bound = withUnsafePointer(to: &address) {
+        var address = loopbackAddress(port: port)
+        return withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
             }
         }
-        guard bound == 0 else { throw TestBrokerError("bind() failed") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 
     static func acceptsConnections(port: Int) -> Bool {
