@@ -374,6 +374,51 @@ struct MQTTClientTests {
         }
     }
 
+    @Test func unsubscribeStopsDelivery() async throws {
+        let broker = try await TestBroker()
+        let prefix = uniqueTopicPrefix("unsub")
+        let subscriber = try makeClient(broker, "\(prefix)-sub")
+        let publisher = try makeClient(broker, "\(prefix)-pub")
+        let inbox = MessageInbox(subscriber)
+        try await withRunning([subscriber, publisher]) {
+            try await subscriber.subscribe(to: ["\(prefix)/a", "\(prefix)/marker"])
+            try await publisher.publish("first", to: "\(prefix)/a")
+            #expect(try await inbox.next().payloadString == "first")
+            try await subscriber.unsubscribe(from: ["\(prefix)/a"])
+            try await publisher.publish("second", to: "\(prefix)/a")
+            try await publisher.publish("marker", to: "\(prefix)/marker")
+            #expect(try await inbox.next().topic == "\(prefix)/marker")
+        }
+    }
+
+    @Test func aQoS1PublishWhileDisconnectedIsSentOnReconnectNotFailed() async throws {
+        let broker = try await TestBroker()
+        let prefix = uniqueTopicPrefix("queued")
+        let publisher = try makeClient(broker, "\(prefix)-pub") { $0.reconnectDelayMaximumSeconds = 1 }
+        let events = publisher.connectionEvents()
+        try await withRunning([publisher]) {
+            var iterator = events.makeAsyncIterator()
+            _ = await iterator.next()
+            broker.stop()
+            guard case .disconnected = await iterator.next() else {
+                Issue.record("expected a disconnect")
+                return
+            }
+            // Publish while there is no connection: it returns once the broker acknowledges after reconnect.
+            let published = Task {
+                try await publisher.publish("kept", to: "\(prefix)/state", qos: .atLeastOnce, retain: true)
+            }
+            try await broker.start()
+            try await withTimeout(.seconds(20), "queued publish") { try await published.value }
+        }
+        let reader = try makeClient(broker, "\(prefix)-reader")
+        let inbox = MessageInbox(reader)
+        try await withRunning([reader]) {
+            try await reader.subscribe(to: ["\(prefix)/state"])
+            #expect(try await inbox.next().payloadString == "kept")
+        }
+    }
+
     @Test func operationsBeforeRunFailClearly() async throws {
         let client = try MQTTClient(configuration: MQTTConfiguration(broker: BrokerURL(host: "127.0.0.1", port: 9)))
         let error = await #expect(throws: MQTTError.self) { try await client.publish("x", to: "a", qos: .atMostOnce) }
