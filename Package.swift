@@ -58,8 +58,10 @@ let package = Package(
             dependencies: [
                 "MQTT",
                 "Rules",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
@@ -68,7 +70,10 @@ let package = Package(
             dependencies: [
                 "PipelineServices",
                 "Rules",
+                "MQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -91,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PipelineServicesTests",
-            dependencies: ["PipelineServices", "Rules", "rules-engine"]
+            dependencies: ["PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine"]
         ),
     ]
 )

@@ -18,11 +18,21 @@ public final class MQTTClient: Service, Sendable {
 
     private let logger: Logger
     private let handle: MosquittoHandle
+    private let messageHandler: (@Sendable (MQTTMessage) -> Void)?
     private let messageContinuation: AsyncStream<MQTTMessage>.Continuation
     private let state = Mutex(State())
 
     /// Creates a client; nothing is connected until `run()`.
-    public init(configuration: MQTTConfiguration, logger: Logger = Logger(label: "mqtt")) throws {
+    ///
+    /// With a `messageHandler`, every message is handed to it on libmosquitto's network thread instead of
+    /// `messages`. libmosquitto acknowledges a QoS 1 message only after the handler returns, so a handler
+    /// that finishes its work before returning never lets an acknowledged message go unprocessed. It must
+    /// be quick and must not wait on the client.
+    public init(
+        configuration: MQTTConfiguration,
+        logger: Logger = Logger(label: "mqtt"),
+        messageHandler: (@Sendable (MQTTMessage) -> Void)? = nil
+    ) throws {
         let clientID = configuration.clientID ?? MQTTClient.randomClientID()
         guard (5...65535).contains(configuration.keepAliveSeconds) else {
             throw MQTTError(.invalidConfiguration, "keepalive must be 5 to 65535 seconds")
@@ -32,6 +42,7 @@ public final class MQTTClient: Service, Sendable {
         }
         self.configuration = configuration
         self.clientID = clientID
+        self.messageHandler = messageHandler
         var logger = logger
         logger[metadataKey: "mqtt.client_id"] = "\(clientID)"
         self.logger = logger
@@ -469,6 +480,10 @@ extension MQTTClient: MosquittoEventReceiver {
     }
 
     func mosquittoDidReceive(_ message: MQTTMessage) {
+        if let messageHandler {
+            messageHandler(message)
+            return
+        }
         if case .dropped = messageContinuation.yield(message) {
             let dropped = state.withLock { state in
                 state.droppedMessages += 1

@@ -118,12 +118,21 @@ public enum EvaluationEvent: Hashable, Sendable {
 /// when `advance(to:)` passes it, stamped with that due time. A reading at time t first lets every timer
 /// due before t fire, then is evaluated; timers due at exactly t fire on the next `advance(to:)`.
 public struct Evaluator: Sendable {
-    public private(set) var ruleSet: RuleSet
+    public internal(set) var ruleSet: RuleSet
     /// The latest time seen.
-    public private(set) var now: Int64 = .min
-    private var instances: [[[String]: Instance]]
-    private var timers = TimerHeap()
+    public internal(set) var now: Int64 = .min
+    var instances: [[[String]: Instance]]
+    var timers = TimerHeap()
     private var matchBuffer: [Int] = []
+    /// Instances whose phase or last transition changed, for `takeChangedInstances()`.
+    var changed: [InstanceReference] = []
+    /// Whether to remember changed instances for `takeChangedInstances()` (for `--state-dir`).
+    public var tracksChanges = false
+
+    struct InstanceReference: Hashable, Sendable {
+        var rule: Int
+        var labels: [String]
+    }
 
     /// Creates an evaluator with no instances.
     public init(ruleSet: RuleSet) {
@@ -216,6 +225,13 @@ public struct Evaluator: Sendable {
         into events: inout [EvaluationEvent]
     ) {
         let rule = ruleSet.rules[ruleIndex]
+        let phaseBefore = instance.phase
+        let transitionBefore = instance.lastTransitionAt
+        defer {
+            if tracksChanges, instance.phase != phaseBefore || instance.lastTransitionAt != transitionBefore {
+                changed.append(InstanceReference(rule: ruleIndex, labels: instance.labels))
+            }
+        }
         instance.deferredUntil = nil
         let wantsFiring = instance.stale || instance.holds
         switch instance.phase {
@@ -341,7 +357,7 @@ public struct Evaluator: Sendable {
         }
     }
 
-    private mutating func schedule(_ instance: inout Instance, ruleIndex: Int, rule: Rule) {
+    mutating func schedule(_ instance: inout Instance, ruleIndex: Int, rule: Rule) {
         var due: Int64?
         func consider(_ time: Int64?) {
             guard let time else { return }

@@ -1,0 +1,164 @@
+import Logging
+import MQTT
+import Rules
+import Synchronization
+
+/// The engine's state behind one lock: the evaluator and what it needs per reading. Called on
+/// libmosquitto's network thread for every message (so a QoS 1 reading is evaluated before it is
+/// acknowledged) and by the clock and reload tasks.
+final class EngineCore: Sendable {
+    struct Locked {
+        var evaluator: Evaluator
+        var statePatterns: [TopicPattern]
+    }
+
+    private let locked: Mutex<Locked>
+    let dispatcher: ActionDispatcher
+    let desiredState: DesiredStateTracker
+    let problems: ProblemCounter
+    let store: InstanceStateStore?
+    let logger: Logger
+
+    init(
+        ruleSet: RuleSet,
+        dispatcher: ActionDispatcher,
+        desiredState: DesiredStateTracker,
+        store: InstanceStateStore?,
+        logger: Logger
+    ) {
+        var evaluator = Evaluator(ruleSet: ruleSet)
+        evaluator.tracksChanges = store != nil
+        self.locked = Mutex(Locked(evaluator: evaluator, statePatterns: EngineCore.patterns(for: ruleSet)))
+        self.dispatcher = dispatcher
+        self.desiredState = desiredState
+        self.problems = ProblemCounter(logger: logger)
+        self.store = store
+        self.logger = logger
+    }
+
+    var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
+
+    /// The MQTT filters the engine needs: the rules' topics and the actuators' state topics.
+    var filters: [String] {
+        let ruleSet = self.ruleSet
+        var result = ruleSet.filters
+        for filter in DesiredStateTracker.stateFilters(for: ruleSet) where !result.contains(filter) {
+            result.append(filter)
+        }
+        return result
+    }
+
+    var nextDeadline: Int64? { locked.withLock { $0.evaluator.nextDeadline } }
+
+    /// Restores saved instances; returns how many.
+    func restore(_ snapshots: [InstanceSnapshot], now: Int64) -> Int {
+        locked.withLock { $0.evaluator.restore(snapshots, now: now) }
+    }
+
+    /// Evaluates one message (a reading, an actuator's state, or both).
+    func handle(_ message: MQTTMessage, at time: Int64) {
+        var events: [EvaluationEvent] = []
+        let (isState, snapshots) = locked.withLock { locked -> (Bool, [InstanceSnapshot]) in
+            let levels = message.topic.split(separator: "/", omittingEmptySubsequences: false)
+            let isState = locked.statePatterns.contains { $0.captures(in: levels) != nil }
+            locked.evaluator.process(
+                Reading(topic: message.topic, payload: message.payload, timestamp: time),
+                into: &events
+            )
+            return (isState, locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : [])
+        }
+        persist(snapshots)
+        if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time) {
+            logger.notice(
+                "re-sending a command the actuator did not apply",
+                metadata: ["rule": "\(resend.ruleID)", "reason": "\(resend.reason)"]
+            )
+            dispatcher.enqueue(resend)
+        }
+        deliver(events, at: time)
+    }
+
+    /// Runs every timer due by `time`.
+    func advance(to time: Int64) {
+        var events: [EvaluationEvent] = []
+        let snapshots = locked.withLock { locked -> [InstanceSnapshot] in
+            locked.evaluator.advance(to: time, into: &events)
+            return locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
+        }
+        persist(snapshots)
+        deliver(events, at: time)
+    }
+
+    /// Swaps in a validated rule set, keeping the state of unchanged rules; returns the filters before and after.
+    func replaceRules(with ruleSet: RuleSet) -> (old: [String], new: [String]) {
+        let old = filters
+        let snapshots = locked.withLock { locked -> [InstanceSnapshot] in
+            let pending = locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
+            locked.evaluator.replaceRules(with: ruleSet)
+            locked.statePatterns = EngineCore.patterns(for: ruleSet)
+            return pending
+        }
+        persist(snapshots)
+        return (old, filters)
+    }
+
+    /// Folds the state journal into a snapshot when it grew long.
+    func compactStateIfNeeded() {
+        guard let store, store.needsCompaction else { return }
+        let all = locked.withLock { $0.evaluator.snapshotAll() }
+        do {
+            try store.compact(all)
+        } catch {
+            logger.error("cannot write the state snapshot", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func persist(_ snapshots: [InstanceSnapshot]) {
+        guard let store, !snapshots.isEmpty else { return }
+        do {
+            try store.append(snapshots)
+        } catch {
+            logger.error("cannot write the state journal", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func deliver(_ events: [EvaluationEvent], at time: Int64) {
+        for event in events {
+            switch event {
+            case .transition(let record):
+                logger.notice(
+                    "rule \(record.transition == .fire ? "fired" : "cleared")",
+                    metadata: [
+                        "rule": "\(record.ruleID)",
+                        "labels": "\(record.labels.map(\.description).joined(separator: ","))",
+                        "value": "\(record.value?.jsonText ?? "none")",
+                        "reason": "\(record.reason)",
+                        "severity": "\(record.severity.rawValue)",
+                        "ts": "\(record.timestamp)",
+                    ]
+                )
+            case .action(let action):
+                desiredState.record(action, at: time)
+                dispatcher.enqueue(action)
+            case .unusable(let ruleID, let topic, let problem, _):
+                problems.record(
+                    problem.code,
+                    at: time,
+                    detail: ["rule": "\(ruleID)", "topic": "\(topic)", "problem": "\(problem)"]
+                )
+            case .flapping(let ruleID, let labels, _, let until):
+                logger.warning(
+                    "rule instance is flapping: holding its state",
+                    metadata: [
+                        "rule": "\(ruleID)", "labels": "\(labels.map(\.description).joined(separator: ","))",
+                        "until": "\(until)",
+                    ]
+                )
+            }
+        }
+    }
+
+    private static func patterns(for ruleSet: RuleSet) -> [TopicPattern] {
+        DesiredStateTracker.stateFilters(for: ruleSet).compactMap { try? TopicPattern(parsing: $0) }
+    }
+}

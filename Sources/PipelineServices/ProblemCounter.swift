@@ -1,0 +1,43 @@
+import Logging
+import Synchronization
+
+/// Counts unusable readings per reason and logs each reason at most once per second.
+public final class ProblemCounter: Sendable {
+    struct Entry {
+        var total = 0
+        var sinceLastLog = 0
+        var lastLoggedAt: Int64?
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    /// Counts one problem; logs it (with how many came since the last log) when a second has passed.
+    public func record(_ reason: String, at time: Int64, detail: @autoclosure () -> Logger.Metadata) {
+        let (shouldLog, count) = entries.withLock { entries -> (Bool, Int) in
+            var entry = entries[reason, default: Entry()]
+            entry.total += 1
+            entry.sinceLastLog += 1
+            let due = entry.lastLoggedAt.map { time - $0 >= 1000 } ?? true
+            let count = entry.sinceLastLog
+            if due {
+                entry.lastLoggedAt = time
+                entry.sinceLastLog = 0
+            }
+            entries[reason] = entry
+            return (due, count)
+        }
+        guard shouldLog else { return }
+        var metadata = detail()
+        metadata["reason"] = "\(reason)"
+        metadata["count"] = "\(count)"
+        logger.warning("reading not usable", metadata: metadata)
+    }
+
+    /// Totals per reason.
+    public var totals: [String: Int] { entries.withLock { $0.mapValues(\.total) } }
+}

@@ -1,0 +1,208 @@
+import Foundation
+import MQTT
+import MQTTTestSupport
+import Testing
+
+/// `rules-engine run` against a real mosquitto, through the real executable.
+@Suite("rules-engine run, live")
+struct RulesEngineRunTests {
+    static let coolingRule = """
+        rules:
+          - id: cooling
+            topic: "{prefix}/sensors/{room}/temperature"
+            above: 30
+            clear: 28
+            for: 1s
+            on_fire:
+              - publish: {topic: "{prefix}/actuators/{room}/fan/set", payload: {state: "on"}}
+            on_clear:
+              - publish: {topic: "{prefix}/actuators/{room}/fan/set", payload: {state: "off"}}
+        """
+
+    @Test func forFiresOnTimeWithNoFurtherReading() async throws {
+        let harness = try await EngineHarness("for", rules: Self.coolingRule)
+        let engine = try await harness.startEngine()
+        let sent = Date()
+        try await harness.reading("lab", "{\"value\": 31}")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        #expect(Date().timeIntervalSince(sent) >= 0.9)
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func hysteresisCooldownAndTwoRoomsAtOnce() async throws {
+        let rules = Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s\n    cooldown: 1s")
+        let harness = try await EngineHarness("rooms", rules: rules)
+        let engine = try await harness.startEngine()
+        try await harness.reading("a", "31")
+        #expect(try await harness.nextCommand() == "a/fan on")
+        try await harness.reading("b", "35")
+        #expect(try await harness.nextCommand() == "b/fan on")
+        try await harness.reading("a", "29")  // inside the band: a keeps running
+        try await harness.reading("b", "20")  // b clears, but only after its 1 s cooldown
+        #expect(try await harness.nextCommand() == "b/fan off")
+        try await harness.reading("a", "28")
+        #expect(try await harness.nextCommand() == "a/fan off")
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func hotReloadAppliesEditsKeepsRulesOnABrokenEditAndKeepsPendingTimers() async throws {
+        let harness = try await EngineHarness("reload", rules: Self.coolingRule)
+        let engine = try await harness.startEngine()
+        // A valid edit: the threshold drops to 20.
+        let lowered = Self.coolingRule.replacingOccurrences(
+            of: "above: 30\n    clear: 28",
+            with: "above: 20\n    clear: 18"
+        )
+        try await harness.writeRules(lowered)
+        try await waitForLog(engine, "rules reloaded")
+        try await harness.reading("lab", "25")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        // A broken edit is reported with file:line:col and the last good rules keep running.
+        try await harness.writeRules(lowered.replacingOccurrences(of: "above: 20", with: "above: 20\n    cooldwn: 1m"))
+        try await waitForLog(engine, "rules.yaml:5:5: unknown key 'cooldwn'")
+        try await harness.reading("lab", "15")
+        #expect(try await harness.nextCommand() == "lab/fan off")
+        // An unrelated edit (a new file) keeps a pending `for` timer running.
+        try await harness.writeRules(Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 3s"))
+        try await waitForLog(engine, "rules reloaded", count: 2)
+        try await harness.reading("lab", "35")
+        let started = Date()
+        try await harness.writeRules(
+            "rules:\n  - {id: other, topic: \"{prefix}/sensors/{room}/humidity\", above: 90}\n",
+            file: "other.yaml"
+        )
+        try await waitForLog(engine, "rules reloaded", count: 3)
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(elapsed >= 2.5 && elapsed < 6, "the pending timer kept its start: \(elapsed) s")
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func sighupReloads() async throws {
+        let harness = try await EngineHarness("hup", rules: Self.coolingRule)
+        let engine = try await harness.startEngine()
+        engine.signal(SIGHUP)
+        try await waitForLog(engine, "trigger=SIGHUP")
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func readingsPublishedWhileTheEngineIsDownAreProcessedAfterRestart() async throws {
+        let harness = try await EngineHarness(
+            "session",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let first = try await harness.startEngine()
+        #expect(await harness.stop(first) == 0)
+        try await harness.waitForPresence("offline")
+        try await harness.reading("lab", "33")
+        let second = try await harness.startEngine()
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        #expect(await harness.stop(second) == 0)
+    }
+
+    @Test func theEngineComesBackAfterTheBrokerIsKilled() async throws {
+        let harness = try await EngineHarness(
+            "brokerkill",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let engine = try await harness.startEngine()
+        try await harness.waitForPresence("online")
+        try await harness.broker.restart()
+        // The engine publishes `online` after it resubscribed on reconnect.
+        try await harness.waitForPresence("online")
+        try await harness.observer.subscribe(to: ["\(harness.prefix)/barrier"])
+        try await harness.publisher.waitUntilConnected()
+        try await harness.reading("lab", "35")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func aCommandTheActuatorDidNotApplyIsSentAgain() async throws {
+        let harness = try await EngineHarness(
+            "resend",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let engine = try await harness.startEngine(extraArguments: ["--resend-interval", "500ms"])
+        try await harness.reading("lab", "35")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        // The actuator missed it and still reports off.
+        try await harness.publisher.publish(
+            "{\"state\": \"off\"}",
+            to: "\(harness.prefix)/actuators/lab/fan/state",
+            qos: .atLeastOnce,
+            retain: true
+        )
+        let again = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(again) == "lab/fan on")
+        #expect(again.payloadString.contains("re-sent"))
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func sigtermExitsZeroAfterCommandsAreAcknowledged() async throws {
+        let harness = try await EngineHarness(
+            "sigterm",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let engine = try await harness.startEngine()
+        try await harness.reading("lab", "35")
+        try await waitForLog(engine, "rule fired")
+        #expect(await harness.stop(engine) == 0)
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        try await harness.waitForPresence("offline")
+    }
+
+    @Test func badPayloadsNeverCrashAndNeverCommand() async throws {
+        let harness = try await EngineHarness(
+            "bad",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let engine = try await harness.startEngine()
+        let deep = String(repeating: "[", count: 5000) + String(repeating: "]", count: 5000)
+        let bad = [
+            "not json", "{\"value\": \"hot\"}", "NaN", "{\"value\": NaN}", "1e999", "{\"value\": 1e999}", deep,
+            "{\"value\": true}", "{\"value\": null}", "", "{\"other\": 99}", "\u{0}\u{1}\u{2}",
+        ]
+        for payload in bad { try await harness.reading("lab", payload) }
+        try await harness.publisher.publish(
+            [UInt8](repeating: UInt8(ascii: "9"), count: 5 * 1024 * 1024),
+            to: "\(harness.prefix)/sensors/lab/temperature",
+            qos: .atLeastOnce
+        )
+        // A hostile topic level never reaches a command topic.
+        try await harness.publisher.publish("99", to: "\(harness.prefix)/sensors/x y/temperature", qos: .atLeastOnce)
+        // Still alive, and only the good reading commands anything.
+        try await harness.reading("lab", "35")
+        let command = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+        // The first command comes from the good reading, not from any bad one.
+        #expect(EngineHarness.describe(command) == "lab/fan on")
+        #expect(command.payloadString.contains("\"value\":35"))
+        #expect(engine.standardError.contains("reading not usable"))
+        #expect(engine.standardError.contains("reason=too_large"))
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    @Test func aStateDirRestartKeepsAFiringInstanceWithoutADuplicateOn() async throws {
+        let harness = try await EngineHarness(
+            "state",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let first = try await harness.startEngine(stateDir: true)
+        try await harness.reading("lab", "35")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        #expect(await harness.stop(first) == 0)
+        let second = try await harness.startEngine(stateDir: true)
+        try await harness.reading("lab", "36")  // still hot: no second "on"
+        try await harness.reading("lab", "20")
+        #expect(try await harness.nextCommand() == "lab/fan off")
+        #expect(await harness.stop(second) == 0)
+    }
+
+    /// Waits until the engine's log has `text` at least `count` times.
+    func waitForLog(_ engine: ChildProcess, _ text: String, count: Int = 1) async throws {
+        try await withTimeout(.seconds(20), "log line '\(text)'") {
+            while engine.standardError.components(separatedBy: text).count - 1 < count {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+}
