@@ -17,6 +17,7 @@ final class EngineCore: Sendable {
     let desiredState: DesiredStateTracker
     let problems: ProblemCounter
     let store: InstanceStateStore?
+    let audit: AuditTrail?
     let logger: Logger
 
     init(
@@ -24,6 +25,7 @@ final class EngineCore: Sendable {
         dispatcher: ActionDispatcher,
         desiredState: DesiredStateTracker,
         store: InstanceStateStore?,
+        audit: AuditTrail?,
         logger: Logger
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
@@ -33,6 +35,7 @@ final class EngineCore: Sendable {
         self.desiredState = desiredState
         self.problems = ProblemCounter(logger: logger)
         self.store = store
+        self.audit = audit
         self.logger = logger
     }
 
@@ -73,7 +76,7 @@ final class EngineCore: Sendable {
                 "re-sending a command the actuator did not apply",
                 metadata: ["rule": "\(resend.ruleID)", "reason": "\(resend.reason)"]
             )
-            dispatcher.enqueue(resend)
+            send(resend)
         }
         deliver(events, at: time)
     }
@@ -113,6 +116,12 @@ final class EngineCore: Sendable {
         }
     }
 
+    /// Queues a command for its handler and writes it to the audit trail.
+    func send(_ action: FiredAction) {
+        audit?.record(action, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: action.ruleID) })
+        dispatcher.enqueue(action)
+    }
+
     private func persist(_ snapshots: [InstanceSnapshot]) {
         guard let store, !snapshots.isEmpty else { return }
         do {
@@ -126,6 +135,7 @@ final class EngineCore: Sendable {
         for event in events {
             switch event {
             case .transition(let record):
+                audit?.record(record, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: record.ruleID) })
                 logger.notice(
                     "rule \(record.transition == .fire ? "fired" : "cleared")",
                     metadata: [
@@ -139,7 +149,7 @@ final class EngineCore: Sendable {
                 )
             case .action(let action):
                 desiredState.record(action, at: time)
-                dispatcher.enqueue(action)
+                send(action)
             case .unusable(let ruleID, let topic, let problem, _):
                 problems.record(
                     problem.code,

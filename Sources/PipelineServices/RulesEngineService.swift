@@ -11,6 +11,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var rulesDirectory: String
     /// Where instance state survives restarts; nil keeps it in memory only.
     public var stateDirectory: String?
+    /// Appends one JSON line per transition and command here, when set.
+    public var auditFile: String?
     /// The broker connection (the engine sets persistent session, QoS 1 subscriptions, the presence will).
     public var mqtt: MQTTConfiguration
     /// Quiet time after a file change before reloading.
@@ -77,6 +79,7 @@ public final class RulesEngineService: Service {
             dispatcher: dispatcher,
             desiredState: desiredState,
             store: store,
+            audit: try configuration.auditFile.map { try AuditTrail(path: $0) },
             logger: logger
         )
         coreBox.core = core
@@ -161,7 +164,7 @@ public final class RulesEngineService: Service {
                     "re-sending a command the actuator did not apply",
                     metadata: ["rule": "\(resend.ruleID)", "reason": "\(resend.reason)"]
                 )
-                core.dispatcher.enqueue(resend)
+                core.send(resend)
             }
             core.compactStateIfNeeded()
             let wait = core.nextDeadline.map { max(1, min(50, $0 - WallClock.nowMilliseconds())) } ?? 50

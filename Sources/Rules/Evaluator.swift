@@ -66,6 +66,8 @@ public struct TransitionRecord: Hashable, Sendable {
     public var severity: Rule.Severity
     public var reason: String
     public var value: JSONValue?
+    /// When the reading that decided it arrived (nil when no reading did, as for `stale`).
+    public var readingTimestamp: Int64?
 }
 
 /// Why a reading could not be used by a rule.
@@ -327,7 +329,8 @@ public struct Evaluator: Sendable {
                     labels: labels,
                     severity: rule.severity,
                     reason: reason,
-                    value: instance.lastValue
+                    value: instance.lastValue,
+                    readingTimestamp: instance.stale ? nil : instance.lastReadingAt
                 )
             )
         )

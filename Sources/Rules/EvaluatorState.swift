@@ -29,6 +29,17 @@ extension Rule {
         for index in rule.onClear.indices { rule.onClear[index].location = rule.location }
         return String(describing: rule)
     }
+
+    /// A short, stable hash of `definitionFingerprint` (FNV-1a, 64 bits, hex), for audit trails.
+    public var definitionHash: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in definitionFingerprint.utf8 {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x100_0000_01b3
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
 }
 
 extension Evaluator {

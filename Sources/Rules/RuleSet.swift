@@ -3,11 +3,13 @@ public struct RuleSet: Sendable {
     /// The rules, in file order.
     public let rules: [Rule]
     let index: TopicIndex
+    private let indexByID: [String: Int]
 
     /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
     public init(rules: [Rule]) {
         self.rules = rules
         self.index = TopicIndex(patterns: rules.map(\.topic))
+        self.indexByID = Dictionary(rules.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     /// The distinct MQTT filters to subscribe to, in first-use order.
@@ -18,7 +20,7 @@ public struct RuleSet: Sendable {
 
     /// The rule with this id.
     public func rule(withID id: String) -> Rule? {
-        rules.first { $0.id == id }
+        indexByID[id].map { rules[$0] }
     }
 }
 

@@ -16,6 +16,7 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "The rules folder (reloaded on change and on SIGHUP).") var rules: String
     @Option(help: "Keep rule instance state here across restarts.") var stateDir: String?
+    @Option(help: "Append one JSON line per transition and command to this file.") var audit: String?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Option(help: "Least time between re-sends of a command an actuator did not apply (e.g. 5s).")
     var resendInterval: String = "5s"
@@ -35,6 +36,7 @@ struct Run: AsyncParsableCommand {
         }
         var configuration = RulesEngineConfiguration(rulesDirectory: rules, stateDirectory: stateDir, mqtt: mqtt)
         configuration.resendIntervalMilliseconds = resendMilliseconds
+        configuration.auditFile = audit
         let engine: RulesEngineService
         do {
             engine = try RulesEngineService(

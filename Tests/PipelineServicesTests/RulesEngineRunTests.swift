@@ -197,6 +197,29 @@ struct RulesEngineRunTests {
         #expect(await harness.stop(second) == 0)
     }
 
+    @Test func theAuditTrailExplainsEveryTransitionAndCommand() async throws {
+        let harness = try await EngineHarness(
+            "audit",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let auditFile = harness.stateDirectory + "/audit.jsonl"
+        let engine = try await harness.startEngine(extraArguments: ["--audit", auditFile])
+        try await harness.reading("lab", "{\"value\": 31.5}")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        #expect(await harness.stop(engine) == 0)
+        let lines = try String(contentsOfFile: auditFile, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count == 2)
+        let transition = try #require(lines.first)
+        #expect(transition.contains(#""event":"transition","rule":"cooling","transition":"fire","source":"#))
+        #expect(transition.contains("rules.yaml:2\""))
+        #expect(transition.contains(#""labels":{"room":"lab"}"#))
+        #expect(transition.contains(#""reading":{"ts":"#) && transition.contains(#""value":31.5}"#))
+        #expect(transition.contains(#""reason":"value 31.5 above 30""#))
+        #expect(transition.contains(#""definition":""#))
+        let command = try #require(lines.last)
+        #expect(command.contains(#""event":"command""#) && command.contains("/actuators/lab/fan/set"))
+    }
+
     /// Waits until the engine's log has `text` at least `count` times.
     func waitForLog(_ engine: ChildProcess, _ text: String, count: Int = 1) async throws {
         try await withTimeout(.seconds(20), "log line '\(text)'") {
