@@ -100,6 +100,24 @@ struct RulesEngineRunTests {
         #expect(await harness.stop(second) == 0)
     }
 
+    @Test func readingsPublishedAfterTheEngineWasKilledAreProcessedAfterRestart() async throws {
+        let harness = try await EngineHarness(
+            "kill9",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let first = try await harness.startEngine()
+        first.signal(SIGKILL)
+        _ = await first.waitForExit()
+        // The will tells everyone the engine is gone; its session keeps collecting readings.
+        try await harness.waitForPresence("offline")
+        for value in ["20", "21", "33"] { try await harness.reading("lab", value) }
+        let second = try await harness.startEngine()
+        let command = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(command) == "lab/fan on")
+        #expect(command.payloadString.contains("\"value\":33"))
+        #expect(await harness.stop(second) == 0)
+    }
+
     @Test func theEngineComesBackAfterTheBrokerIsKilled() async throws {
         let harness = try await EngineHarness(
             "brokerkill",
