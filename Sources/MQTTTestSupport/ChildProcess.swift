@@ -1,4 +1,5 @@
 import Foundation
+import MQTT
 import Synchronization
 
 /// A program a test starts, whose stdout it reads line by line and which it can signal by PID.

@@ -113,12 +113,12 @@ public final class RulesEngineService: Service {
             logger.info("shutting down: waiting for outstanding actions")
             core.dispatcher.finish()
             let drained =
-                (try? await withTimeout(configuration.shutdownTimeout) {
+                (try? await withTimeout(configuration.shutdownTimeout, "draining actions") {
                     await dispatching.value
                     return true
                 }) ?? false
             if !drained { logger.warning("shutdown timeout: some actions were not acknowledged") }
-            try? await withTimeout(.seconds(2)) {
+            try? await withTimeout(.seconds(2), "publishing offline") {
                 try await self.client.publish("offline", to: self.statusTopic, qos: .atLeastOnce, retain: true)
             }
             group.cancelAll()
@@ -236,21 +236,4 @@ public final class RulesEngineService: Service {
 private final class CoreBox: @unchecked Sendable {
     // Written once during init, before the client runs; read on the network thread afterwards.
     var core: EngineCore?
-}
-
-/// Fails `body` after `duration`.
-func withTimeout<Result: Sendable>(
-    _ duration: Duration,
-    _ body: @escaping @Sendable () async throws -> Result
-) async throws -> Result {
-    try await withThrowingTaskGroup(of: Result?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: duration)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let value = try await group.next() ?? nil else { throw CancellationError() }
-        return value
-    }
 }

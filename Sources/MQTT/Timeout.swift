@@ -1,10 +1,13 @@
 /// Thrown by `withTimeout` when the deadline passes first.
 public struct TimeoutError: Error, CustomStringConvertible {
     public var description: String
+
+    public init(description: String) {
+        self.description = description
+    }
 }
 
-/// Runs `body`, failing it if it has not finished within `duration`. The deadline is a safety net
-/// for tests that wait on events; it never replaces waiting on the event itself.
+/// Runs `body`, cancelling it and throwing `TimeoutError` if it has not finished within `duration`.
 public func withTimeout<Result: Sendable>(
     _ duration: Duration = .seconds(20),
     _ what: String = "operation",
