@@ -47,10 +47,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // What the input files are made of: YAML read with positions, JSON values, durations, diagnostics.
+        .target(
+            name: "FileFormats",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
         // The rule language: pure, no I/O, time passed in.
         .target(
             name: "Rules",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: ["FileFormats", .product(name: "Yams", package: "Yams")]
         ),
         // Wires files, clocks and MQTT to the pure cores.
         .target(

@@ -1,17 +1,4 @@
-/// Where something was written: file, line and column (1-based).
-public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
-    public var file: String
-    public var line: Int
-    public var column: Int
-
-    public init(file: String, line: Int, column: Int) {
-        self.file = file
-        self.line = line
-        self.column = column
-    }
-
-    public var description: String { "\(file):\(line):\(column)" }
-}
+import FileFormats
 
 /// One threshold rule, validated. See docs/rules.md for the meaning of every field.
 public struct Rule: Hashable, Sendable {

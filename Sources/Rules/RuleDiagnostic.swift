@@ -1,20 +1,7 @@
+@_exported import FileFormats
+
 /// One problem in a rule file, printed as `FILE:LINE:COL: error: MESSAGE`.
-public struct RuleDiagnostic: Hashable, Sendable, CustomStringConvertible, Comparable {
-    public var location: SourceLocation
-    public var message: String
-
-    public init(_ location: SourceLocation, _ message: String) {
-        self.location = location
-        self.message = message
-    }
-
-    public var description: String { "\(location): error: \(message)" }
-
-    public static func < (lhs: RuleDiagnostic, rhs: RuleDiagnostic) -> Bool {
-        (lhs.location.file, lhs.location.line, lhs.location.column, lhs.message)
-            < (rhs.location.file, rhs.location.line, rhs.location.column, rhs.message)
-    }
-}
+public typealias RuleDiagnostic = Diagnostic
 
 /// A rule set that failed validation: every problem found, in file order.
 public struct RuleLoadError: Error, Sendable, CustomStringConvertible {

@@ -1,26 +1,26 @@
 import Yams
 
 /// Reads a composed YAML tree with positions, collecting every problem instead of stopping at the first.
-/// Shared by rule files and rule test files.
-struct YAMLReader {
-    let file: String
-    private(set) var diagnostics: [RuleDiagnostic] = []
+/// Shared by rule files, rule test files and device files.
+public struct YAMLReader {
+    public let file: String
+    public private(set) var diagnostics: [Diagnostic] = []
 
-    init(file: String) {
+    public init(file: String) {
         self.file = file
     }
 
-    func location(_ node: Node?) -> SourceLocation {
+    public func location(_ node: Node?) -> SourceLocation {
         let mark = node?.mark
         return SourceLocation(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1)
     }
 
-    mutating func error(_ node: Node?, _ message: String) {
-        diagnostics.append(RuleDiagnostic(location(node), message))
+    public mutating func error(_ node: Node?, _ message: String) {
+        diagnostics.append(Diagnostic(location(node), message))
     }
 
     /// Parses the document; a syntax error becomes a diagnostic and nil.
-    mutating func compose(_ text: String) -> Node? {
+    public mutating func compose(_ text: String) -> Node? {
         do {
             return try Yams.compose(yaml: text)
         } catch let error as YamlError {
@@ -28,32 +28,32 @@ struct YAMLReader {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                 .composer(_, let problem, let mark, _):
                 diagnostics.append(
-                    RuleDiagnostic(
+                    Diagnostic(
                         SourceLocation(file: file, line: mark.line, column: mark.column),
                         "YAML syntax: \(problem)"
                     )
                 )
             case .duplicatedKeysInMapping(let duplicates, let context):
                 diagnostics.append(
-                    RuleDiagnostic(
+                    Diagnostic(
                         SourceLocation(file: file, line: context.mark.line, column: context.mark.column),
                         "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in a mapping"
                     )
                 )
             case .reader(let problem, _, _, _):
-                diagnostics.append(RuleDiagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(problem)"))
+                diagnostics.append(Diagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(problem)"))
             default:
-                diagnostics.append(RuleDiagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(error)"))
+                diagnostics.append(Diagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(error)"))
             }
             return nil
         } catch {
-            diagnostics.append(RuleDiagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(error)"))
+            diagnostics.append(Diagnostic(SourceLocation(file: file, line: 1, column: 1), "YAML: \(error)"))
             return nil
         }
     }
 
     /// The entries of a mapping with string keys; reports keys not in `allowed` (with a suggestion).
-    mutating func mapping(
+    public mutating func mapping(
         _ node: Node,
         what: String,
         allowed: [String]
@@ -80,7 +80,7 @@ struct YAMLReader {
     }
 
     /// A plain string scalar.
-    mutating func string(_ node: Node, what: String) -> String? {
+    public mutating func string(_ node: Node, what: String) -> String? {
         guard case .scalar(let scalar) = node, YAMLReader.tagName(node) != .null || scalar.style != .plain else {
             error(node, "\(what) must be a string")
             return nil
@@ -89,7 +89,7 @@ struct YAMLReader {
     }
 
     /// A finite number (an unquoted YAML int or float).
-    mutating func number(_ node: Node, what: String) -> Double? {
+    public mutating func number(_ node: Node, what: String) -> Double? {
         guard case .scalar(let scalar) = node,
             scalar.style == .plain,
             YAMLReader.tagName(node) == .int || YAMLReader.tagName(node) == .float,
@@ -106,7 +106,7 @@ struct YAMLReader {
     }
 
     /// A non-negative integer.
-    mutating func integer(_ node: Node, what: String) -> Int? {
+    public mutating func integer(_ node: Node, what: String) -> Int? {
         guard YAMLReader.tagName(node) == .int, let value = node.int, value >= 0 else {
             error(node, "\(what) must be a whole number, got '\(node.scalar?.string ?? YAMLReader.kind(node))'")
             return nil
@@ -115,7 +115,7 @@ struct YAMLReader {
     }
 
     /// A boolean.
-    mutating func bool(_ node: Node, what: String) -> Bool? {
+    public mutating func bool(_ node: Node, what: String) -> Bool? {
         guard YAMLReader.tagName(node) == .bool, let value = node.bool else {
             error(node, "\(what) must be true or false")
             return nil
@@ -124,7 +124,7 @@ struct YAMLReader {
     }
 
     /// A duration such as `500ms`, `10s`, `1h30m`.
-    mutating func duration(_ node: Node, what: String) -> Int64? {
+    public mutating func duration(_ node: Node, what: String) -> Int64? {
         guard case .scalar(let scalar) = node, let value = RuleDuration.milliseconds(scalar.string) else {
             let text = node.scalar?.string ?? YAMLReader.kind(node)
             error(node, "\(what) '\(text)' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)")
@@ -134,7 +134,7 @@ struct YAMLReader {
     }
 
     /// A sequence's items.
-    mutating func sequence(_ node: Node, what: String) -> [Node]? {
+    public mutating func sequence(_ node: Node, what: String) -> [Node]? {
         guard case .sequence(let sequence) = node else {
             error(node, "\(what) must be a list")
             return nil
@@ -143,7 +143,7 @@ struct YAMLReader {
     }
 
     /// Converts a YAML value to JSON: mappings (string keys), sequences, null, bools, finite numbers, strings.
-    mutating func json(_ node: Node, what: String) -> JSONValue? {
+    public mutating func json(_ node: Node, what: String) -> JSONValue? {
         switch node {
         case .scalar(let scalar):
             if scalar.style == .plain {
@@ -185,11 +185,11 @@ struct YAMLReader {
     }
 
     /// The resolved tag of a node (`int`, `float`, `str`, ...).
-    static func tagName(_ node: Node) -> Tag.Name {
+    public static func tagName(_ node: Node) -> Tag.Name {
         Tag.Name(rawValue: node.tag.description)
     }
 
-    static func kind(_ node: Node) -> String {
+    public static func kind(_ node: Node) -> String {
         switch node {
         case .scalar: "scalar"
         case .mapping: "mapping"
@@ -199,14 +199,14 @@ struct YAMLReader {
     }
 
     /// The allowed name within edit distance 2, if any.
-    static func closest(to name: String, in candidates: [String]) -> String? {
+    public static func closest(to name: String, in candidates: [String]) -> String? {
         candidates
             .map { ($0, editDistance(name, $0)) }
             .filter { $0.1 <= 2 }
             .min { $0.1 < $1.1 }?.0
     }
 
-    static func editDistance(_ a: String, _ b: String) -> Int {
+    public static func editDistance(_ a: String, _ b: String) -> Int {
         let a = Array(a.utf8)
         let b = Array(b.utf8)
         guard !a.isEmpty else { return b.count }
