@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "rules-engine", targets: ["rules-engine"]),
+        .executable(name: "sensor-sim", targets: ["sensor-sim"]),
         .library(name: "MQTT", targets: ["MQTT"]),
         .library(name: "Rules", targets: ["Rules"]),
     ],
@@ -57,12 +58,18 @@ let package = Package(
             name: "Rules",
             dependencies: ["FileFormats", .product(name: "Yams", package: "Yams")]
         ),
+        // The simulated world: pure, seeded, time passed in.
+        .target(
+            name: "Simulation",
+            dependencies: ["FileFormats", .product(name: "Yams", package: "Yams")]
+        ),
         // Wires files, clocks and MQTT to the pure cores.
         .target(
             name: "PipelineServices",
             dependencies: [
                 "MQTT",
                 "Rules",
+                "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -75,6 +82,18 @@ let package = Package(
             dependencies: [
                 "PipelineServices",
                 "Rules",
+                "MQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "sensor-sim",
+            dependencies: [
+                "PipelineServices",
+                "Rules",
+                "Simulation",
                 "MQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,8 +119,12 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SimulationTests",
+            dependencies: ["Simulation"]
+        ),
+        .testTarget(
             name: "PipelineServicesTests",
-            dependencies: ["PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine"]
+            dependencies: ["PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim"]
         ),
     ]
 )

@@ -1,0 +1,124 @@
+import Foundation
+import MQTT
+import MQTTTestSupport
+import Testing
+
+/// `sensor-sim` through a real broker, alone and in a closed loop with the real engine.
+@Suite("sensor-sim, live")
+struct SensorSimTests {
+    static var packageRoot: String { RulesEngineCommandTests.packageRoot }
+
+    func listen(
+        _ broker: TestBroker,
+        _ filters: [String],
+        name: String
+    ) async throws -> (MQTTClient, MessageInbox, Task<Void, any Error>) {
+        var configuration = MQTTConfiguration(broker: broker.url, clientID: uniqueTopicPrefix(name))
+        configuration.receiveBufferCapacity = 100_000
+        let client = try MQTTClient(configuration: configuration)
+        let inbox = MessageInbox(client)
+        let task = Task { try await client.run() }
+        try await withTimeout(.seconds(20), "listener connects") { try await client.waitUntilConnected() }
+        try await client.subscribe(to: filters)
+        return (client, inbox, task)
+    }
+
+    @Test func theServerRoomCyclesItsCoolingWithTheRealEngine() async throws {
+        let broker = try await TestBroker()
+        let (_, inbox, listener) = try await listen(
+            broker,
+            ["sensors/rack-a1/temperature", "actuators/rack-a1/cooling/set"],
+            name: "loop"
+        )
+        defer { listener.cancel() }
+        let engine = try ChildProcess(
+            builtProductPath("rules-engine"),
+            [
+                "run", "--rules", Self.packageRoot + "/rules", "--broker", broker.url.description, "--client-id",
+                uniqueTopicPrefix("loop-engine"),
+            ]
+        )
+        try await engine.waitForLine("ready")
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "run", Self.packageRoot + "/Devices/server-room.yaml", "--broker", broker.url.description, "--speed",
+                "20", "--seed", "3",
+            ]
+        )
+        try await simulator.waitForLine("ready")
+        var commands: [String] = []
+        var temperaturesWhileCooled: [Double] = []
+        while commands != ["on", "off"] {
+            let message = try await inbox.next(timeout: .seconds(60))
+            if message.topic.hasSuffix("/set") {
+                commands.append(message.payloadString.contains("\"on\"") ? "on" : "off")
+            } else if commands == ["on"], let value = Self.value(message.payloadString) {
+                temperaturesWhileCooled.append(value)
+            }
+        }
+        // Cooling pulled the rack down and it stayed within its band while cooled.
+        #expect(temperaturesWhileCooled.contains { $0 <= 28 })
+        #expect(temperaturesWhileCooled.allSatisfy { (22...33).contains($0) }, "\(temperaturesWhileCooled)")
+        simulator.signal(SIGTERM)
+        engine.signal(SIGTERM)
+        #expect(await simulator.waitForExit() == 0)
+        #expect(await engine.waitForExit() == 0)
+    }
+
+    @Test func replicasPublishOnDistinctDevices() async throws {
+        let broker = try await TestBroker()
+        let (_, inbox, listener) = try await listen(broker, ["sensors/+/temperature"], name: "replicas")
+        defer { listener.cancel() }
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "run", Self.packageRoot + "/Devices/server-room.yaml", "--broker", broker.url.description, "--replicas",
+                "500",
+                "--rate", "2", "--qos", "1",
+            ]
+        )
+        try await simulator.waitForLine("ready")
+        var devices = Set<String>()
+        while devices.count < 1000 {
+            let message = try await inbox.next(timeout: .seconds(30))
+            devices.insert(String(message.topic.split(separator: "/")[1]))
+        }
+        #expect(devices.contains("rack-a1-500") && devices.contains("rack-a2-1"))
+        simulator.signal(SIGTERM)
+        #expect(await simulator.waitForExit() == 0)
+    }
+
+    @Test func replayPublishesARecordingInOrderWithItsTiming() async throws {
+        let broker = try await TestBroker()
+        let (_, inbox, listener) = try await listen(broker, ["replay/#"], name: "replay")
+        defer { listener.cancel() }
+        let directory = try TestBroker.makeDirectory()
+        let recording = (0..<5).map {
+            #"{"ts": \#(1_000_000 + $0 * 400), "topic": "replay/s\#($0)", "payload": {"value": \#($0)}}"#
+        }
+        try recording.joined(separator: "\n").write(toFile: directory + "/r.jsonl", atomically: true, encoding: .utf8)
+        let started = ContinuousClock.now
+        let replay = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            ["replay", directory + "/r.jsonl", "--broker", broker.url.description, "--speed", "2"]
+        )
+        var arrivals: [Duration] = []
+        for index in 0..<5 {
+            let message = try await inbox.next()
+            #expect(message.topic == "replay/s\(index)")
+            arrivals.append(ContinuousClock.now - started)
+        }
+        #expect(await replay.waitForExit() == 0)
+        // 400 ms apart in the recording, played twice as fast: the last one comes about 800 ms after the first.
+        let spread = arrivals[4] - arrivals[0]
+        #expect(spread >= .milliseconds(750) && spread < .seconds(3), "\(spread)")
+    }
+
+    static func value(_ payload: String) -> Double? {
+        guard let data = payload.data(using: .utf8),
+            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return nil }
+        return object["value"] as? Double
+    }
+}

@@ -1,0 +1,227 @@
+import FileFormats
+import Simulation
+import Testing
+
+func devices(_ text: String, replicas: Int = 1) throws -> [Device] {
+    try DeviceLoader.load([(path: "devices.yaml", text: text)], replicas: replicas)
+}
+
+func oneSensor(_ signal: String, extra: String = "") -> String {
+    """
+    devices:
+      - id: d
+        sensors:
+          - name: s
+            interval: 1s
+            signal: \(signal)
+    \(extra.split(separator: "\n").map { "        \($0)" }.joined(separator: "\n"))
+    """
+}
+
+/// Runs a world for `seconds` of simulated time and returns the values read.
+func values(_ devices: [Device], seconds: Int, seed: UInt64 = 7) -> [Double] {
+    var world = Simulator(devices: devices, seed: seed, start: 0)
+    var readings: [SimulatedReading] = []
+    var changes: [ActuatorStateChange] = []
+    world.advance(to: Int64(seconds) * 1000, readings: &readings, changes: &changes)
+    return readings.map(\.value)
+}
+
+@Suite("Simulated signals")
+struct SignalTests {
+    struct Model: Sendable, CustomTestStringConvertible {
+        var name: String
+        var signal: String
+        var extra: String = ""
+        var check: @Sendable ([Double]) -> Bool
+        var testDescription: String { name }
+    }
+
+    @Test(arguments: [
+        Model(name: "constant", signal: "{model: constant, value: 21}") { $0.allSatisfy { $0 == 21 } },
+        Model(
+            name: "random walk stays in bounds",
+            signal: "{model: random_walk, start: 20, step: 5}",
+            extra: "bounds: [10, 30]"
+        ) {
+            $0.allSatisfy { (10...30).contains($0) } && Set($0).count > 10
+        },
+        Model(name: "random walk drifts", signal: "{model: random_walk, start: 0, step: 0, drift: 1}") {
+            $0.last == Double($0.count)
+        },
+        Model(name: "sine spans mean ± amplitude", signal: "{model: sine, mean: 10, amplitude: 5, period: 60s}") {
+            abs(($0.max() ?? 0) - 15) < 0.1 && abs(($0.min() ?? 0) - 5) < 0.1
+        },
+        Model(
+            name: "steps change at their offsets",
+            signal: "{model: steps, steps: [{at: 0s, value: 1}, {at: 30s, value: 2}]}"
+        ) {
+            $0.prefix(29).allSatisfy { $0 == 1 } && $0.suffix(30).allSatisfy { $0 == 2 }
+        },
+        Model(name: "daily peaks at its hour", signal: "{model: daily, mean: 20, amplitude: 5, peak_hour: 0}") {
+            abs(($0.first ?? 0) - 25) < 0.1
+        },
+        Model(name: "noise averages out", signal: "{model: constant, value: 50}", extra: "noise: 1") {
+            abs($0.reduce(0, +) / Double($0.count) - 50) < 0.5 && Set($0).count > 10
+        },
+        Model(name: "spikes", signal: "{model: constant, value: 0}", extra: "spikes: {probability: 0.2, size: 10}") {
+            $0.contains { abs($0) == 10 } && $0.contains(0)
+        },
+        Model(
+            name: "dropouts leave gaps",
+            signal: "{model: constant, value: 1}",
+            extra: "dropouts: {probability: 0.1, duration: 10s}"
+        ) {
+            $0.count < 100
+        },
+    ])
+    func model(_ model: Model) throws {
+        let read = values(try devices(oneSensor(model.signal, extra: model.extra)), seconds: 100)
+        #expect(model.check(read), "\(read.prefix(20))")
+    }
+
+    @Test func theSameSeedGivesTheSameReadings() throws {
+        let world = try devices(
+            oneSensor(
+                "{model: random_walk, start: 0, step: 1}",
+                extra: "noise: 0.5\nspikes: {probability: 0.1, size: 3}"
+            )
+        )
+        #expect(values(world, seconds: 200, seed: 1) == values(world, seconds: 200, seed: 1))
+        #expect(values(world, seconds: 200, seed: 1) != values(world, seconds: 200, seed: 2))
+    }
+
+    @Test(arguments: [
+        ("json", #"{"value":21,"unit":"C","ts":1000,"seq":1}"#),
+        ("number", "21"),
+        ("{key: temp_c}", #"{"temp_c":21}"#),
+    ])
+    func payloadShapes(shape: String, first: String) throws {
+        let text = oneSensor("{model: constant, value: 21}", extra: "unit: C\npayload: \(shape)")
+        var world = Simulator(devices: try devices(text), seed: 1, start: 0, interval: 1000)
+        var readings: [SimulatedReading] = []
+        var changes: [ActuatorStateChange] = []
+        world.advance(to: 2999, readings: &readings, changes: &changes)
+        let payload = String(decoding: readings[0].payload, as: UTF8.self)
+        #expect(payload == first.replacingOccurrences(of: "1000", with: "\(readings[0].timestamp)"))
+    }
+}
+
+@Suite("Simulated actuators and the world")
+struct WorldTests {
+    static let rack = """
+        devices:
+          - id: rack
+            sensors:
+              - {name: temperature, interval: 1s, signal: {model: constant, value: 30}}
+            actuators:
+              - name: cooling
+                effects: [{sensor: temperature, when: "on", rate: -1, limit: 5, recover: 0.5}]
+        """
+
+    @Test func coolingPullsTheTemperatureDownAndItRecovers() throws {
+        var world = Simulator(devices: try devices(Self.rack), seed: 1, start: 0)
+        #expect(world.value(device: "rack", sensor: "temperature", at: 0) == 30)
+        let on = world.command(topic: "actuators/rack/cooling/set", payload: Array(#"{"state":"on"}"#.utf8), at: 0)
+        #expect(on == ActuatorStateChange(topic: "actuators/rack/cooling/state", state: "on", timestamp: 0))
+        #expect(world.value(device: "rack", sensor: "temperature", at: 3000) == 27)
+        #expect(world.value(device: "rack", sensor: "temperature", at: 20_000) == 25)  // limit 5
+        _ = world.command(topic: "actuators/rack/cooling/set", payload: Array("OFF".utf8), at: 20_000)
+        #expect(world.value(device: "rack", sensor: "temperature", at: 24_000) == 27)  // recovers 0.5/s
+    }
+
+    @Test func duplicateAndUnknownCommandsChangeNothing() throws {
+        var world = Simulator(devices: try devices(Self.rack), seed: 1, start: 0)
+        #expect(world.command(topic: "actuators/rack/cooling/set", payload: Array("on".utf8), at: 0) != nil)
+        #expect(world.command(topic: "actuators/rack/cooling/set", payload: Array("on".utf8), at: 1) == nil)
+        #expect(world.command(topic: "actuators/rack/cooling/set", payload: Array("sideways".utf8), at: 2) == nil)
+        #expect(world.command(topic: "actuators/other/cooling/set", payload: Array("off".utf8), at: 3) == nil)
+        #expect(world.state(ofCommandTopic: "actuators/rack/cooling/set") == "on")
+        #expect(world.actuatorStates.map(\.state) == ["on"])
+    }
+
+    @Test func aLaggingActuatorAppliesLater() throws {
+        let text = Self.rack.replacingOccurrences(
+            of: "      - name: cooling",
+            with: "      - name: cooling\n        lag: 2s"
+        )
+        var world = Simulator(devices: try devices(text), seed: 1, start: 0)
+        #expect(world.command(topic: "actuators/rack/cooling/set", payload: Array("on".utf8), at: 0) == nil)
+        var readings: [SimulatedReading] = []
+        var changes: [ActuatorStateChange] = []
+        world.advance(to: 1999, readings: &readings, changes: &changes)
+        #expect(changes.isEmpty)
+        world.advance(to: 2000, readings: &readings, changes: &changes)
+        #expect(changes.map(\.state) == ["on"])
+    }
+
+    @Test func replicasMakeDistinctDevices() throws {
+        let world = Simulator(devices: try devices(Self.rack, replicas: 1000), seed: 1, start: 0)
+        #expect(world.devices.count == 1000)
+        #expect(Set(world.devices.map(\.id)).count == 1000)
+        #expect(world.devices.last?.id == "rack-1000")
+        #expect(world.commandFilters == ["actuators/+/cooling/set"])
+    }
+}
+
+@Suite("Device file validation")
+struct DeviceLoaderTests {
+    @Test(
+        arguments: [
+            (
+                "devices:\n  - id: d\n    sensrs: []\n", 3, 5,
+                "unknown key 'sensrs' in a device (did you mean 'sensors'?)"
+            ),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, signal: {model: wobble}}\n", 4, 35,
+                "unknown model 'wobble'"
+            ),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, interval: soon, signal: {model: constant, value: 1}}\n",
+                4, 29, "'interval' 'soon' is not a duration"
+            ),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, signal: {model: sine, mean: 1}}\n", 4, 27,
+                "the sine model needs 'amplitude'"
+            ),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, signal: {model: constant, value: 1}, bounds: [5, 1]}\n",
+                4, 64, "'bounds' needs low < high"
+            ),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, signal: {model: constant, value: 1}, spikes: {probability: 2}}\n",
+                4, 78, "a probability must be from 0 to 1"
+            ),
+            (
+                "devices:\n  - id: d\n    actuators:\n      - {name: a, effects: [{sensor: nope, rate: 1}]}\n", 4, 38,
+                "effect on sensor 'nope'"
+            ),
+            ("devices:\n  - id: \"a b\"\n    sensors: []\n", 2, 9, "device id 'a b' may only hold"),
+            (
+                "devices:\n  - id: d\n    sensors:\n      - {name: s, topic: \"a/+/b\", signal: {model: constant, value: 1}}\n",
+                4, 26, "must be a plain topic"
+            ),
+            (
+                "devices:\n  - {id: d, sensors: [{name: s, signal: {model: constant, value: 1}}]}\n  - {id: d, sensors: [{name: s, signal: {model: constant, value: 1}}]}\n",
+                3, 5, "duplicate device id 'd'"
+            ),
+        ] as [(String, Int, Int, String)]
+    )
+    func reportsProblem(text: String, line: Int, column: Int, message: String) {
+        #expect {
+            try DeviceLoader.load([(path: "Devices/x.yaml", text: text)])
+        } throws: { error in
+            guard let error = error as? DeviceLoadError,
+                let diagnostic = error.diagnostics.first(where: { $0.message.contains(message) })
+            else {
+                Issue.record("no '\(message)' in \(error)")
+                return false
+            }
+            #expect(
+                diagnostic.location == SourceLocation(file: "Devices/x.yaml", line: line, column: column),
+                "\(diagnostic)"
+            )
+            return true
+        }
+    }
+}
