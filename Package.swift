@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "rules-engine", targets: ["rules-engine"]),
         .executable(name: "sensor-sim", targets: ["sensor-sim"]),
+        .executable(name: "pipeline-monitor", targets: ["pipeline-monitor"]),
         .library(name: "MQTT", targets: ["MQTT"]),
         .library(name: "Rules", targets: ["Rules"]),
     ],
@@ -98,6 +99,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "pipeline-monitor",
+            dependencies: [
+                "PipelineServices",
+                "MQTT",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(

@@ -19,6 +19,8 @@ final class EngineCore: Sendable {
     let store: InstanceStateStore?
     let audit: AuditTrail?
     let logger: Logger
+    /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
+    let announce: @Sendable (JSONValue) -> Void
 
     init(
         ruleSet: RuleSet,
@@ -26,7 +28,8 @@ final class EngineCore: Sendable {
         desiredState: DesiredStateTracker,
         store: InstanceStateStore?,
         audit: AuditTrail?,
-        logger: Logger
+        logger: Logger,
+        announce: @escaping @Sendable (JSONValue) -> Void = { _ in }
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
         evaluator.tracksChanges = store != nil
@@ -37,6 +40,7 @@ final class EngineCore: Sendable {
         self.store = store
         self.audit = audit
         self.logger = logger
+        self.announce = announce
     }
 
     var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
@@ -136,6 +140,14 @@ final class EngineCore: Sendable {
             switch event {
             case .transition(let record):
                 audit?.record(record, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: record.ruleID) })
+                announce(
+                    .object([
+                        ("ts", .number(Double(record.timestamp))), ("rule", .string(record.ruleID)),
+                        ("transition", .string(record.transition.rawValue)),
+                        ("labels", .object(record.labels.map { ($0.name, .string($0.value)) })),
+                        ("value", record.value ?? .null), ("reason", .string(record.reason)),
+                    ])
+                )
                 logger.notice(
                     "rule \(record.transition == .fire ? "fired" : "cleared")",
                     metadata: [

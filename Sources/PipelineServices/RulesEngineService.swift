@@ -80,7 +80,10 @@ public final class RulesEngineService: Service {
             desiredState: desiredState,
             store: store,
             audit: try configuration.auditFile.map { try AuditTrail(path: $0) },
-            logger: logger
+            logger: logger,
+            announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
+                Task { try? await client.publish(event.jsonText, to: transitionsTopic, qos: .atMostOnce) }
+            }
         )
         coreBox.core = core
         if let store {

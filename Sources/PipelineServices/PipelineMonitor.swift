@@ -1,0 +1,105 @@
+import Foundation
+import MQTT
+import Rules
+
+/// What the live terminal view shows: each sensor's latest value, each rule instance's state, each
+/// actuator's state and the last commands with their reasons. Fed with MQTT messages, rendered as text.
+public struct PipelineMonitor: Sendable {
+    struct SensorLine {
+        var value: String
+        var unit: String
+    }
+
+    struct InstanceLine {
+        var firing: Bool
+        var reason: String
+        var at: Int64
+    }
+
+    private var sensors: [String: SensorLine] = [:]
+    private var instances: [String: InstanceLine] = [:]
+    private var actuators: [String: String] = [:]
+    private var commands: [String] = []
+    private var readings = 0
+
+    public init() {}
+
+    /// The filters to subscribe to.
+    public static let filters = ["sensors/#", "actuators/#", "alerts/#", "pipeline/engine/+/transitions"]
+
+    public mutating func receive(_ message: MQTTMessage, at time: Int64) {
+        let levels = message.topic.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        let json = JSONValue(parsing: message.payload)
+        switch levels.first {
+        case "sensors" where levels.count >= 3:
+            readings += 1
+            let key = levels.dropFirst().joined(separator: "/")
+            var value = json?["value"] ?? json ?? .string(message.payloadString)
+            if case .object(let pairs) = value, let first = pairs.first { value = first.value }
+            let unit = json?["unit"].map { if case .string(let text) = $0 { text } else { "" } } ?? ""
+            sensors[key] = SensorLine(value: Self.text(value), unit: unit)
+        case "actuators" where levels.last == "state":
+            let key = levels.dropFirst().dropLast().joined(separator: "/")
+            actuators[key] = json?["state"].map(Self.text) ?? message.payloadString
+        case "actuators", "alerts":
+            let state = json?["state"].map(Self.text) ?? message.payloadString
+            let reason = json?["reason"].map(Self.text) ?? ""
+            commands.append("\(Self.clock(time))  \(message.topic) \(state)  \(reason)")
+            if commands.count > 8 { commands.removeFirst(commands.count - 8) }
+        case "pipeline":
+            guard let json, case .string(let rule)? = json["rule"] else { return }
+            var labels = ""
+            if case .object(let pairs)? = json["labels"] {
+                labels = pairs.map { "\($0.key)=\(Self.text($0.value))" }.joined(separator: ",")
+            }
+            instances["\(rule) \(labels)"] = InstanceLine(
+                firing: json["transition"] == .string("fire"),
+                reason: json["reason"].map(Self.text) ?? "",
+                at: time
+            )
+        default:
+            break
+        }
+    }
+
+    /// The screen, as lines.
+    public func render(broker: String) -> [String] {
+        var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C stops everything", ""]
+        lines.append("SENSORS")
+        for (key, line) in sensors.sorted(by: { $0.key < $1.key }) {
+            lines.append("  " + key.padded(36) + line.value.padded(10, left: true) + " " + line.unit)
+        }
+        lines += ["", "RULE INSTANCES (after their first transition)"]
+        for (key, line) in instances.sorted(by: { $0.key < $1.key }) {
+            lines.append("  " + key.padded(36) + (line.firing ? "FIRING  " : "inactive") + "  " + line.reason)
+        }
+        lines += ["", "ACTUATORS"]
+        for (key, state) in actuators.sorted(by: { $0.key < $1.key }) {
+            lines.append("  " + key.padded(36) + state)
+        }
+        lines += ["", "LAST COMMANDS"]
+        lines += commands.reversed().map { "  " + $0 }
+        return lines
+    }
+
+    static func text(_ value: JSONValue) -> String {
+        switch value {
+        case .string(let text): text
+        case .number(let number): JSONValue.format((number * 100).rounded() / 100)
+        default: value.jsonText
+        }
+    }
+
+    static func clock(_ time: Int64) -> String {
+        let seconds = (time / 1000) % 86_400
+        return String(format: "%02d:%02d:%02d", seconds / 3600, (seconds / 60) % 60, seconds % 60)
+    }
+}
+
+extension String {
+    fileprivate func padded(_ width: Int, left: Bool = false) -> String {
+        guard count < width else { return self + " " }
+        let padding = String(repeating: " ", count: width - count)
+        return left ? padding + self : self + padding
+    }
+}

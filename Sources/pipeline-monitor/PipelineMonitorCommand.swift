@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import MQTT
+import PipelineServices
+import Synchronization
+
+/// A live terminal view of a pipeline: sensors, rule instances, actuators and the last commands,
+/// refreshed in place until Ctrl-C.
+@main
+struct PipelineMonitorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pipeline-monitor",
+        abstract: "Show sensors, rule instances, actuators and commands live in the terminal."
+    )
+
+    @Option(help: "Redraw every this many milliseconds.") var refresh: Int = 500
+    @OptionGroup var broker: BrokerOptions
+
+    func run() async throws {
+        let configuration = try broker.configuration(defaultClientID: "pipeline-monitor-\(getpid())")
+        let client = try MQTTClient(configuration: configuration)
+        let monitor = SharedMonitor()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await client.run() }
+            group.addTask {
+                for await message in client.messages {
+                    monitor.state.withLock { $0.receive(message, at: WallClock.nowMilliseconds()) }
+                }
+            }
+            try await client.waitUntilConnected()
+            try await client.subscribe(to: PipelineMonitor.filters, qos: .atMostOnce)
+            while !Task.isCancelled {
+                let lines = monitor.state.withLock { $0.render(broker: configuration.broker.description) }
+                // Home the cursor, draw, clear what is left of the previous frame.
+                FileHandleOutput.standardOutput.write(
+                    "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"
+                )
+                try await Task.sleep(for: .milliseconds(refresh))
+            }
+        }
+    }
+}
+
+final class SharedMonitor: Sendable {
+    let state = Mutex(PipelineMonitor())
+}
