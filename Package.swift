@@ -114,6 +114,11 @@ let package = Package(
             dependencies: ["Rules"],
             path: "Benchmarks/rules-bench"
         ),
+        .executableTarget(
+            name: "sim-bench",
+            dependencies: ["MQTTTestSupport"],
+            path: "Benchmarks/sim-bench"
+        ),
         .testTarget(
             name: "MQTTTests",
             dependencies: [
