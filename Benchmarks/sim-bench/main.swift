@@ -59,11 +59,14 @@ for _ in 0..<runs {
     )
     try await process.waitForLine("ready")
     _ = await process.waitForExit()
-    let published = process.standardError.split(separator: "\n").last { $0.hasPrefix("published ") }
+    let published =
+        process.standardError.split(separator: "\n").last { $0.hasPrefix("published ") }
         .flatMap { Int($0.split(separator: " ")[1]) } ?? 0
     rates.append(Double(published) / Double(seconds))
 }
-print("QoS 0, 10,000 devices asked for 1,000,000 readings/s: \(Int(median(rates))) readings/s published (target ≥ 100,000)")
+print(
+    "QoS 0, 10,000 devices asked for 1,000,000 readings/s: \(Int(median(rates))) readings/s published (target ≥ 100,000)"
+)
 
 var loads: [Double] = []
 for _ in 0..<runs {

@@ -11,7 +11,9 @@ struct PipelineMonitorTests {
             MQTTMessage(topic: "sensors/freezer-1/door", payload: Array("open".utf8)),
             MQTTMessage(
                 topic: "pipeline/engine/e/transitions",
-                payload: Array(#"{"rule":"rack-cooling","transition":"fire","labels":{"rack":"rack-1"},"reason":"hot"}"#.utf8)
+                payload: Array(
+                    #"{"rule":"rack-cooling","transition":"fire","labels":{"rack":"rack-1"},"reason":"hot"}"#.utf8
+                )
             ),
             MQTTMessage(topic: "actuators/rack-1/cooling/set", payload: Array(#"{"state":"on","reason":"hot"}"#.utf8)),
             MQTTMessage(topic: "actuators/rack-1/cooling/state", payload: Array(#"{"state":"on"}"#.utf8)),
