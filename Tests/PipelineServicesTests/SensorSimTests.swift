@@ -110,9 +110,11 @@ struct SensorSimTests {
             arrivals.append(ContinuousClock.now - started)
         }
         #expect(await replay.waitForExit() == 0)
-        // 400 ms apart in the recording, played twice as fast: the last one comes about 800 ms after the first.
+        // 400 ms apart in the recording, played twice as fast: the last one comes about 800 ms after the
+        // first (a burst would take a few ms). The first publish can be late on a busy machine and the
+        // rest catch up with the schedule, so the lower bound leaves room.
         let spread = arrivals[4] - arrivals[0]
-        #expect(spread >= .milliseconds(750) && spread < .seconds(3), "\(spread)")
+        #expect(spread >= .milliseconds(500) && spread < .seconds(3), "\(spread)")
     }
 
     static func value(_ payload: String) -> Double? {
