@@ -29,6 +29,9 @@ public struct Sensor: Sendable, Hashable {
     public var intervalMilliseconds: Int64
     public var signal: Signal
     public var payload: PayloadShape
+    /// Effects of this sensor's own reading on other sensors of the device (a door left open warms a
+    /// freezer): `state` is the reading's text (`open`) or number.
+    public var effects: [Actuator.Effect] = []
 }
 
 /// The signal model of a sensor.

@@ -5,7 +5,7 @@ import Yams
 public enum DeviceLoader {
     static let deviceKeys = ["id", "description", "sensors", "actuators"]
     static let sensorKeys = [
-        "name", "topic", "unit", "interval", "signal", "noise", "spikes", "dropouts", "bounds", "payload",
+        "name", "topic", "unit", "interval", "signal", "noise", "spikes", "dropouts", "bounds", "payload", "effects",
     ]
     static let signalKeys = [
         "model", "value", "start", "step", "drift", "mean", "amplitude", "period", "peak_hour", "steps",
@@ -68,9 +68,13 @@ public enum DeviceLoader {
         if id.isEmpty || !id.utf8.allSatisfy(isSafe) {
             reader.error(idEntry.value, "device id '\(id)' may only hold letters, digits, '_', '.' and '-'")
         }
-        let sensors =
-            entries["sensors"].flatMap { reader.sequence($0.value, what: "'sensors'") }?
-            .compactMap { parseSensor($0, reader: &reader) } ?? []
+        let sensorNodes = entries["sensors"].flatMap { reader.sequence($0.value, what: "'sensors'") } ?? []
+        var sensors = sensorNodes.compactMap { parseSensor($0, reader: &reader) }
+        // Sensor effects can name any sensor of the device, so they are read once all sensors are known.
+        for (index, node) in sensorNodes.enumerated() where index < sensors.count {
+            guard case .mapping(let mapping) = node, let effectsNode = mapping["effects"] else { continue }
+            sensors[index].effects = parseEffects(effectsNode, sensors: sensors, states: nil, reader: &reader)
+        }
         let actuators =
             entries["actuators"].flatMap { reader.sequence($0.value, what: "'actuators'") }?
             .compactMap { parseActuator($0, sensors: sensors, reader: &reader) } ?? []
@@ -256,8 +260,29 @@ public enum DeviceLoader {
         if !states.contains(initial), let entry = entries["initial"] {
             reader.error(entry.value, "initial state '\(initial)' is not one of \(states)")
         }
+        let effects =
+            entries["effects"].map { parseEffects($0.value, sensors: sensors, states: states, reader: &reader) } ?? []
+        return Actuator(
+            name: name,
+            commandTopic: commandTopic,
+            stateTopic: stateTopic,
+            states: states,
+            initialState: initial,
+            effects: effects,
+            lagMilliseconds: entries["lag"].flatMap { reader.duration($0.value, what: "'lag'") } ?? 0,
+            failProbability: probability(entries["fail_probability"], reader: &reader) ?? 0
+        )
+    }
+
+    /// Effects on sensors of the device; `states` (an actuator's) limits what `when` may be.
+    static func parseEffects(
+        _ node: Node,
+        sensors: [Sensor],
+        states: [String]?,
+        reader: inout YAMLReader
+    ) -> [Actuator.Effect] {
         var effects: [Actuator.Effect] = []
-        if let entry = entries["effects"], let items = reader.sequence(entry.value, what: "'effects'") {
+        if let items = reader.sequence(node, what: "'effects'") {
             for item in items {
                 guard let effect = reader.mapping(item, what: "an effect", allowed: effectKeys) else { continue }
                 guard let sensorName = effect["sensor"].flatMap({ reader.string($0.value, what: "effect 'sensor'") }),
@@ -273,7 +298,7 @@ public enum DeviceLoader {
                     )
                 }
                 let state = effect["when"].flatMap { reader.string($0.value, what: "effect 'when'") } ?? "on"
-                if !states.contains(state), let whenEntry = effect["when"] {
+                if let states, !states.contains(state), let whenEntry = effect["when"] {
                     reader.error(whenEntry.value, "effect state '\(state)' is not one of \(states)")
                 }
                 effects.append(
@@ -289,16 +314,7 @@ public enum DeviceLoader {
                 )
             }
         }
-        return Actuator(
-            name: name,
-            commandTopic: commandTopic,
-            stateTopic: stateTopic,
-            states: states,
-            initialState: initial,
-            effects: effects,
-            lagMilliseconds: entries["lag"].flatMap { reader.duration($0.value, what: "'lag'") } ?? 0,
-            failProbability: probability(entries["fail_probability"], reader: &reader) ?? 0
-        )
+        return effects
     }
 
     static func probability(_ entry: (key: Node, value: Node)?, reader: inout YAMLReader) -> Double? {

@@ -44,6 +44,8 @@ public struct Simulator: Sendable {
         /// How far actuator effects moved the value from its signal.
         var offset: Double = 0
         var offsetUpdatedAt: Int64
+        /// The hidden actuator that carries this sensor's own effects, if it has any.
+        var drives: Int?
     }
 
     struct ActuatorState: Sendable {
@@ -56,6 +58,8 @@ public struct Simulator: Sendable {
         var pending: [(at: Int64, state: String)] = []
         /// The sensor each effect moves (an index into `sensors`).
         var effectSensors: [Int]
+        /// Stands for a sensor's own effects: no command topic, its state is the sensor's last reading.
+        var hidden = false
     }
 
     public let devices: [Device]
@@ -111,6 +115,34 @@ public struct Simulator: Sendable {
                 actuatorByCommandTopic[commandTopic] = actuators.count - 1
                 actuatorsByDevice[deviceIndex].append(actuators.count - 1)
             }
+            for (sensorIndex, sensor) in device.sensors.enumerated() where !sensor.effects.isEmpty {
+                let stand = Actuator(
+                    name: sensor.name,
+                    commandTopic: "",
+                    stateTopic: "",
+                    states: [],
+                    initialState: "",
+                    effects: sensor.effects,
+                    lagMilliseconds: 0,
+                    failProbability: 0
+                )
+                actuators.append(
+                    ActuatorState(
+                        device: deviceIndex,
+                        actuator: stand,
+                        commandTopic: "",
+                        stateTopic: "",
+                        state: "",
+                        random: SplitMix64(seed: seed),
+                        effectSensors: sensor.effects.map { effect in
+                            firstSensor + (device.sensors.firstIndex { $0.name == effect.sensor } ?? 0)
+                        },
+                        hidden: true
+                    )
+                )
+                actuatorsByDevice[deviceIndex].append(actuators.count - 1)
+                sensors[firstSensor + sensorIndex].drives = actuators.count - 1
+            }
         }
     }
 
@@ -128,7 +160,9 @@ public struct Simulator: Sendable {
 
     /// Every actuator's current state (to publish retained at start).
     public var actuatorStates: [ActuatorStateChange] {
-        actuators.map { ActuatorStateChange(topic: $0.stateTopic, state: $0.state, timestamp: start) }
+        actuators.filter { !$0.hidden }.map {
+            ActuatorStateChange(topic: $0.stateTopic, state: $0.state, timestamp: start)
+        }
     }
 
     /// The time the next reading or delayed command is due.
@@ -230,12 +264,18 @@ public struct Simulator: Sendable {
         if let bounds = signal.bounds { value = min(max(value, bounds.lowerBound), bounds.upperBound) }
         value = (value * 100).rounded() / 100
         state.sequence += 1
-        return SimulatedReading(
-            topic: state.topic,
-            payload: Simulator.payload(state.sensor, value: value, time: time, sequence: state.sequence),
-            value: value,
-            timestamp: time
-        )
+        let payload = Simulator.payload(state.sensor, value: value, time: time, sequence: state.sequence)
+        if let driven = state.drives {
+            // What the sensor reports is the state of its own effects (`open`, or the number).
+            let reported: String
+            if case .states = state.sensor.payload {
+                reported = String(decoding: payload, as: UTF8.self)
+            } else {
+                reported = JSONValue.format(value)
+            }
+            _ = setState(reported, ofActuator: driven, at: time)
+        }
+        return SimulatedReading(topic: state.topic, payload: payload, value: value, timestamp: time)
     }
 
     private func base(sensorAt index: Int, at time: Int64) -> Double {

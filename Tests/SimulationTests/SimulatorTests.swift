@@ -155,6 +155,31 @@ struct WorldTests {
         #expect(changes.map(\.state) == ["on"])
     }
 
+    @Test func anOpenDoorWarmsTheFreezer() throws {
+        let text = """
+            devices:
+              - id: freezer
+                sensors:
+                  - {name: cabinet, interval: 1s, signal: {model: constant, value: -20}}
+                  - name: door
+                    interval: 1s
+                    signal: {model: steps, steps: [{at: 0s, value: 0}, {at: 10s, value: 1}, {at: 70s, value: 0}]}
+                    payload: {states: [closed, open]}
+                    effects: [{sensor: cabinet, when: open, rate: 0.1, limit: 5}]
+            """
+        var world = Simulator(devices: try devices(text), seed: 1, start: 0, interval: 1000)
+        var readings: [SimulatedReading] = []
+        var changes: [ActuatorStateChange] = []
+        world.advance(to: 9_999, readings: &readings, changes: &changes)
+        let closed = world.value(device: "freezer", sensor: "cabinet", at: 9_999)
+        #expect(closed == -20)
+        world.advance(to: 40_999, readings: &readings, changes: &changes)
+        let warmed = world.value(device: "freezer", sensor: "cabinet", at: 40_999) ?? 0
+        #expect(warmed > -17.5 && warmed < -16.5, "\(warmed)")  // about 30 s open at 0.1 °C/s
+        #expect(world.actuatorStates.isEmpty)  // a sensor's effects are not an actuator anyone commands
+        #expect(readings.contains { $0.topic == "sensors/freezer/door" && $0.payload == Array("open".utf8) })
+    }
+
     @Test func replicasMakeDistinctDevices() throws {
         let world = Simulator(devices: try devices(Self.rack, replicas: 1000), seed: 1, start: 0)
         #expect(world.devices.count == 1000)
