@@ -13,6 +13,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
@@ -57,12 +58,20 @@ let package = Package(
         // The rule language: pure, no I/O, time passed in.
         .target(
             name: "Rules",
-            dependencies: ["FileFormats", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "FileFormats",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         // The simulated world: pure, seeded, time passed in.
         .target(
             name: "Simulation",
-            dependencies: ["FileFormats", .product(name: "Yams", package: "Yams")]
+            dependencies: [
+                "FileFormats",
+                .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "Yams", package: "Yams"),
+            ]
         ),
         // Wires files, clocks and MQTT to the pure cores.
         .target(

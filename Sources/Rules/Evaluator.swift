@@ -1,3 +1,5 @@
+import HeapModule
+
 /// A reading as the evaluator sees it: a topic, the raw payload and the time it happened (Unix ms).
 public struct Reading: Sendable, Hashable {
     public var topic: String
@@ -568,48 +570,27 @@ extension Evaluator {
     }
 }
 
-/// A binary min-heap of timers; entries whose generation is outdated are skipped when popped.
+/// Timers by due time; entries whose generation is outdated are skipped when popped.
 struct TimerHeap: Sendable {
-    struct Entry: Sendable {
+    struct Entry: Sendable, Comparable {
         var due: Int64
         var rule: Int
         var labels: [String]
         var generation: UInt32
+
+        static func < (lhs: Entry, rhs: Entry) -> Bool { lhs.due < rhs.due }
+        static func == (lhs: Entry, rhs: Entry) -> Bool { lhs.due == rhs.due }
     }
 
-    private var entries: [Entry] = []
+    private var heap = Heap<Entry>()
 
-    func peekDue() -> Int64? { entries.first?.due }
+    func peekDue() -> Int64? { heap.min?.due }
 
-    mutating func push(_ entry: Entry) {
-        entries.append(entry)
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].due < entries[parent].due else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
-    }
+    mutating func push(_ entry: Entry) { heap.insert(entry) }
 
     mutating func popIfDue(atOrBefore time: Int64) -> Entry? {
-        guard let first = entries.first, first.due <= time else { return nil }
-        let last = entries.removeLast()
-        if !entries.isEmpty {
-            entries[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var smallest = parent
-                if left < entries.count, entries[left].due < entries[smallest].due { smallest = left }
-                if right < entries.count, entries[right].due < entries[smallest].due { smallest = right }
-                guard smallest != parent else { break }
-                entries.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return first
+        guard let first = heap.min, first.due <= time else { return nil }
+        return heap.removeMin()
     }
 }
 

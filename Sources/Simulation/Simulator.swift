@@ -1,4 +1,5 @@
 import FileFormats
+import HeapModule
 
 #if canImport(Glibc)
 import Glibc
@@ -376,40 +377,24 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 }
 
-/// A min-heap of (due time, sensor index).
+/// Sensors by the time their next reading is due.
 struct DueHeap: Sendable {
-    private var entries: [(due: Int64, index: Int)] = []
+    struct Entry: Sendable, Comparable {
+        var due: Int64
+        var index: Int
 
-    var peek: Int64? { entries.first?.due }
-
-    mutating func push(due: Int64, index: Int) {
-        entries.append((due, index))
-        var child = entries.count - 1
-        while child > 0 {
-            let parent = (child - 1) / 2
-            guard entries[child].due < entries[parent].due else { break }
-            entries.swapAt(child, parent)
-            child = parent
-        }
+        static func < (lhs: Entry, rhs: Entry) -> Bool { lhs.due < rhs.due }
     }
 
+    private var heap = Heap<Entry>()
+
+    var peek: Int64? { heap.min?.due }
+
+    mutating func push(due: Int64, index: Int) { heap.insert(Entry(due: due, index: index)) }
+
     mutating func popIfDue(atOrBefore time: Int64) -> (Int64, Int)? {
-        guard let first = entries.first, first.due <= time else { return nil }
-        let last = entries.removeLast()
-        if !entries.isEmpty {
-            entries[0] = last
-            var parent = 0
-            while true {
-                let left = 2 * parent + 1
-                let right = left + 1
-                var smallest = parent
-                if left < entries.count, entries[left].due < entries[smallest].due { smallest = left }
-                if right < entries.count, entries[right].due < entries[smallest].due { smallest = right }
-                guard smallest != parent else { break }
-                entries.swapAt(parent, smallest)
-                parent = smallest
-            }
-        }
-        return first
+        guard let first = heap.min, first.due <= time else { return nil }
+        _ = heap.removeMin()
+        return (first.due, first.index)
     }
 }
