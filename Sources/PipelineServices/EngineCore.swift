@@ -168,6 +168,21 @@ final class EngineCore: Sendable {
                     at: time,
                     detail: ["rule": "\(ruleID)", "topic": "\(topic)", "problem": "\(problem)"]
                 )
+            case .sequenceGap(let topic, let missing, _):
+                problems.record(
+                    "sequence_gap",
+                    at: time,
+                    message: "readings lost before the engine (gap in seq)",
+                    amount: Int(clamping: missing),
+                    detail: ["topic": "\(topic)", "missing": "\(missing)"]
+                )
+            case .duplicate(let topic, let sequence, _):
+                problems.record(
+                    "duplicate",
+                    at: time,
+                    message: "duplicate reading dropped",
+                    detail: ["topic": "\(topic)", "seq": "\(sequence)"]
+                )
             case .flapping(let ruleID, let labels, _, let until):
                 logger.warning(
                     "rule instance is flapping: holding its state",

@@ -38,6 +38,8 @@ public struct OfflineTools: Sendable {
             for (code, count) in outcome.unusable.sorted(by: { $0.key < $1.key }) {
                 standardError("\(count) reading(s) unusable by a rule: \(code)")
             }
+            if outcome.missing > 0 { standardError("\(outcome.missing) reading(s) missing (gaps in seq)") }
+            if outcome.duplicates > 0 { standardError("\(outcome.duplicates) duplicate reading(s) dropped") }
             return 0
         } catch {
             report(error)

@@ -17,11 +17,17 @@ public final class ProblemCounter: Sendable {
     }
 
     /// Counts one problem; logs it (with how many came since the last log) when a second has passed.
-    public func record(_ reason: String, at time: Int64, detail: @autoclosure () -> Logger.Metadata) {
+    public func record(
+        _ reason: String,
+        at time: Int64,
+        message: Logger.Message = "reading not usable",
+        amount: Int = 1,
+        detail: @autoclosure () -> Logger.Metadata
+    ) {
         let (shouldLog, count) = entries.withLock { entries -> (Bool, Int) in
             var entry = entries[reason, default: Entry()]
-            entry.total += 1
-            entry.sinceLastLog += 1
+            entry.total += amount
+            entry.sinceLastLog += amount
             let due = entry.lastLoggedAt.map { time - $0 >= 1000 } ?? true
             let count = entry.sinceLastLog
             if due {
@@ -35,7 +41,7 @@ public final class ProblemCounter: Sendable {
         var metadata = detail()
         metadata["reason"] = "\(reason)"
         metadata["count"] = "\(count)"
-        logger.warning("reading not usable", metadata: metadata)
+        logger.warning(message, metadata: metadata)
     }
 
     /// Totals per reason.

@@ -114,6 +114,10 @@ public enum EvaluationEvent: Hashable, Sendable {
     case unusable(ruleID: String, topic: String, problem: ReadingProblem, timestamp: Int64)
     /// An instance hit `max_transitions` and holds its state until the window allows a transition.
     case flapping(ruleID: String, labels: [Label], timestamp: Int64, until: Int64)
+    /// A sensor's `seq` skipped `missing` readings: they were lost somewhere before the engine.
+    case sequenceGap(topic: String, missing: Int64, timestamp: Int64)
+    /// A reading with a `seq` already seen on its topic; it was dropped before evaluation.
+    case duplicate(topic: String, sequence: Int64, timestamp: Int64)
 }
 
 /// The rules engine as a pure reducer: readings and clock advances in, events out.
@@ -128,6 +132,8 @@ public struct Evaluator: Sendable {
     var instances: [[[String]: Instance]]
     var timers = TimerHeap()
     private var matchBuffer: [Int] = []
+    /// The last `seq` seen per topic, for loss accounting.
+    private var sequences: [String: Int64] = [:]
     /// Instances whose phase or last transition changed, for `takeChangedInstances()`.
     var changed: [InstanceReference] = []
     /// Whether to remember changed instances for `takeChangedInstances()` (for `--state-dir`).
@@ -160,6 +166,7 @@ public struct Evaluator: Sendable {
         ruleSet.index.matches(levels, into: &matchBuffer)
         guard !matchBuffer.isEmpty else { return }
         let payload = Evaluator.decode(reading.payload)
+        guard checkSequence(of: payload, topic: reading.topic, at: time, into: &events) else { return }
         for ruleIndex in matchBuffer {
             let rule = ruleSet.rules[ruleIndex]
             guard let captured = rule.topic.captures(in: levels) else { continue }
@@ -218,6 +225,36 @@ public struct Evaluator: Sendable {
             instances[entry.rule][entry.labels] = instance
         }
         now = max(now, time)
+    }
+
+    /// Counts gaps in a sensor's `seq` and reports duplicates; false when the reading is a duplicate.
+    ///
+    /// A `seq` that goes back to 0 or 1, or more than 1,000 below the last, is a sensor that restarted:
+    /// counting starts over. A duplicate is a redelivery (QoS 1 after a reconnect) or a device repeating itself.
+    private mutating func checkSequence(
+        of payload: JSONValue,
+        topic: String,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) -> Bool {
+        guard case .object = payload, case .number(let number)? = payload["seq"], number == number.rounded(),
+            abs(number) < 9e15
+        else { return true }
+        let sequence = Int64(number)
+        defer { sequences[topic] = max(sequence, sequences[topic] ?? .min) }
+        guard let last = sequences[topic] else { return true }
+        if sequence < last && (sequence <= 1 || sequence < last - 1000) {
+            sequences[topic] = sequence
+            return true
+        }
+        if sequence <= last {
+            events.append(.duplicate(topic: topic, sequence: sequence, timestamp: time))
+            return false
+        }
+        if sequence > last + 1 {
+            events.append(.sequenceGap(topic: topic, missing: sequence - last - 1, timestamp: time))
+        }
+        return true
     }
 
     // MARK: The state machine

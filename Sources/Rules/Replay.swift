@@ -6,6 +6,9 @@ public enum Replay {
         public var transitions: [TransitionRecord] = []
         public var unusable: [String: Int] = [:]
         public var flapping: [EvaluationEvent] = []
+        /// Readings a sensor's `seq` shows were never received, and duplicates dropped.
+        public var missing: Int64 = 0
+        public var duplicates = 0
     }
 
     /// Evaluates `readings` in order, then advances the clock to `end` (default: the last reading's time).
@@ -25,6 +28,8 @@ public enum Replay {
             case .transition(let record): outcome.transitions.append(record)
             case .unusable(_, _, let problem, _): outcome.unusable[problem.code, default: 0] += 1
             case .flapping: outcome.flapping.append(event)
+            case .sequenceGap(_, let missing, _): outcome.missing += missing
+            case .duplicate: outcome.duplicates += 1
             }
         }
         return outcome

@@ -201,6 +201,24 @@ struct RulesEngineRunTests {
         #expect(await harness.stop(engine) == 0)
     }
 
+    @Test func duplicateReadingsAreDroppedAndGapsCounted() async throws {
+        let harness = try await EngineHarness(
+            "seq",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let engine = try await harness.startEngine()
+        try await harness.reading("lab", #"{"value": 35, "seq": 1}"#)
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        try await harness.reading("lab", #"{"value": 20, "seq": 1}"#)  // a redelivered copy: must not clear
+        try await harness.reading("lab", #"{"value": 20, "seq": 4}"#)  // 2 and 3 were lost
+        let command = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(command) == "lab/fan off")
+        #expect(command.payloadString.contains("\"value\":20"))
+        try await waitForLog(engine, "duplicate reading dropped")
+        try await waitForLog(engine, "missing=2")
+        #expect(await harness.stop(engine) == 0)
+    }
+
     @Test func aStateDirRestartKeepsAFiringInstanceWithoutADuplicateOn() async throws {
         let harness = try await EngineHarness(
             "state",
