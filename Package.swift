@@ -1,4 +1,5 @@
 // swift-tools-version:6.2
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -151,3 +152,18 @@ let package = Package(
         ),
     ]
 )
+
+// libFuzzer targets (scripts/fuzz.sh): only declared with SENSOR_PIPELINE_FUZZ=1, because they have no
+// `main` and build only with `--sanitize=fuzzer`.
+if ProcessInfo.processInfo.environment["SENSOR_PIPELINE_FUZZ"] == "1" {
+    for (name, dependency) in [("fuzz-rules", "Rules"), ("fuzz-devices", "Simulation"), ("fuzz-payload", "Rules")] {
+        package.targets.append(
+            .executableTarget(
+                name: name,
+                dependencies: [.target(name: dependency)],
+                path: "Fuzz/\(name)",
+                swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+            )
+        )
+    }
+}

@@ -23,7 +23,7 @@ fi
 rm -f .build-log.txt
 
 echo "== lint"
-swift format lint --strict --recursive Sources Tests Benchmarks Package.swift
+swift format lint --strict --recursive Sources Tests Benchmarks Fuzz Package.swift
 
 echo "== tests"
 set +e
