@@ -1,15 +1,13 @@
 import Logging
 import Rules
-import Synchronization
 
-/// Runs actions through their handlers, many at once, and counts what succeeded and failed per handler.
+/// Runs actions through their handlers, many at once; a failure is logged with its rule and handler.
 /// `finish()` stops taking new actions; `run()` returns once every action taken has completed.
 public final class ActionDispatcher: Sendable {
     private let handlers: [any ActionHandler]
     private let logger: Logger
     private let stream: AsyncStream<FiredAction>
     private let continuation: AsyncStream<FiredAction>.Continuation
-    private let counts = Mutex<[String: Int]>([:])
     private let maximumInFlight: Int
 
     public init(handlers: [any ActionHandler], logger: Logger, maximumInFlight: Int = 256) {
@@ -37,9 +35,6 @@ public final class ActionDispatcher: Sendable {
         continuation.finish()
     }
 
-    /// `handler.sent` / `handler.failed` counts, e.g. `PublishActionHandler.sent`.
-    public var statistics: [String: Int] { counts.withLock { $0 } }
-
     /// Runs queued actions until `finish()` and the queue is drained.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
@@ -58,12 +53,10 @@ public final class ActionDispatcher: Sendable {
 
     private func perform(_ action: FiredAction) async {
         guard let handler = handlers.first(where: { $0.handles(action.action) }) else { return }
-        let name = String(describing: type(of: handler))
         do {
             try await handler.perform(action)
-            counts.withLock { $0[name + ".sent", default: 0] += 1 }
         } catch {
-            counts.withLock { $0[name + ".failed", default: 0] += 1 }
+            let name = String(describing: type(of: handler))
             logger.error(
                 "action failed",
                 metadata: [

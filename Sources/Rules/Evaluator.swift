@@ -240,11 +240,25 @@ public struct Evaluator: Sendable {
         guard case .object = payload, case .number(let number)? = payload["seq"], number == number.rounded(),
             abs(number) < 9e15
         else { return true }
-        let sequence = Int64(number)
-        defer { sequences[topic] = max(sequence, sequences[topic] ?? .min) }
-        guard let last = sequences[topic] else { return true }
-        if sequence < last && (sequence <= 1 || sequence < last - 1000) {
-            sequences[topic] = sequence
+        return Evaluator.record(
+            Int64(number),
+            after: &sequences[topic, default: .min],
+            topic: topic,
+            at: time,
+            into: &events
+        )
+    }
+
+    /// Compares `sequence` with the topic's `last` (updated in place: one dictionary lookup per reading).
+    private static func record(
+        _ sequence: Int64,
+        after last: inout Int64,
+        topic: String,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) -> Bool {
+        if last == .min || (sequence < last && (sequence <= 1 || sequence < last - 1000)) {
+            last = sequence  // the first reading, or a restarted sensor
             return true
         }
         if sequence <= last {
@@ -254,6 +268,7 @@ public struct Evaluator: Sendable {
         if sequence > last + 1 {
             events.append(.sequenceGap(topic: topic, missing: sequence - last - 1, timestamp: time))
         }
+        last = sequence
         return true
     }
 

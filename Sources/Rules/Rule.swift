@@ -68,13 +68,6 @@ public struct Rule: Hashable, Sendable {
         }
     }
 
-    /// Whether the condition needs a number.
-    public var isNumeric: Bool {
-        if case .equals(let value) = condition, case .number = value { return true }
-        if case .equals = condition { return false }
-        return true
-    }
-
     /// Two rules with the same definition keep their instances' state across a reload.
     public func hasSameDefinition(as other: Rule) -> Bool {
         var this = self

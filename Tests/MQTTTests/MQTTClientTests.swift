@@ -405,9 +405,14 @@ struct MQTTClientTests {
                 return
             }
             // Publish while there is no connection: it returns once the broker acknowledges after reconnect.
+            // The broker stays down until the task is at its publish, so the publish is issued while disconnected.
+            let (publishing, publishingStarted) = AsyncStream.makeStream(of: Void.self)
             let published = Task {
+                publishingStarted.yield()
                 try await publisher.publish("kept", to: "\(prefix)/state", qos: .atLeastOnce, retain: true)
             }
+            for await _ in publishing { break }
+            #expect(!publisher.isConnected)
             try await broker.start()
             try await withTimeout(.seconds(20), "queued publish") { try await published.value }
         }
