@@ -215,6 +215,11 @@ public final class RulesEngineService: Service {
             logger.error("reload failed; keeping the last good rules", metadata: ["error": "\(error)"])
             return
         }
+        guard ruleSet.rules != core.ruleSet.rules else {
+            // An editor's temporary file, a touch, or a second event for an edit already applied.
+            logger.info("rules unchanged", metadata: ["trigger": "\(reason)", "rules": "\(ruleSet.rules.count)"])
+            return
+        }
         let (old, new) = core.replaceRules(with: ruleSet)
         let added = new.filter { !old.contains($0) }
         let removed = old.filter { !new.contains($0) }
