@@ -45,8 +45,7 @@ func makeReadings(count: Int, sensors: Int) -> [Reading] {
     return (0..<count).map { index in
         let sensor = index % sensors
         values[sensor] = min(40, max(15, values[sensor] + Double.random(in: -0.8...0.8, using: &generator)))
-        let payload = "{\"value\": \(Int(values[sensor] * 100)) , \"unit\": \"C\", \"seq\": \(index / sensors + 1)}"
-            .replacingOccurrences(of: " ,", with: "e-2,")
+        let payload = "{\"value\": \(Int(values[sensor] * 100))e-2, \"unit\": \"C\", \"seq\": \(index / sensors + 1)}"
         return Reading(topic: "sensors/dev-\(sensor)/temperature", payload: payload, timestamp: Int64(index / 10))
     }
 }

@@ -129,127 +129,220 @@ public struct Evaluator: Sendable {
     public internal(set) var ruleSet: RuleSet
     /// The latest time seen.
     public internal(set) var now: Int64 = .min
-    var instances: [[[String]: Instance]]
-    var timers = TimerHeap()
+    /// Every instance, addressed by slot. Slots never move until the rules are replaced, so readings,
+    /// timers and change tracking refer to instances by a plain integer and mutate them in place.
+    var instances: ContiguousArray<Instance> = []
+    /// Per rule: captured label values → slot.
+    var slotsByLabels: [[[String]: Int32]]
+    /// Per topic seen: the instances it feeds (resolved once per rule set) and its last `seq`.
+    var routes: [String: Route] = [:]
+    var effects = Effects()
     private var matchBuffer: [Int] = []
-    /// The last `seq` seen per topic, for loss accounting.
-    private var sequences: [String: Int64] = [:]
-    /// Instances whose phase or last transition changed, for `takeChangedInstances()`.
-    var changed: [InstanceReference] = []
-    /// Whether to remember changed instances for `takeChangedInstances()` (for `--state-dir`).
-    public var tracksChanges = false
+    /// The current reading's `seq` and fields, by position in its route (reused: no allocation per reading).
+    private var fieldValues: [JSONValue?] = []
 
-    struct InstanceReference: Hashable, Sendable {
-        var rule: Int
-        var labels: [String]
+    /// Whether to remember changed instances for `takeChangedInstances()` (for `--state-dir`).
+    public var tracksChanges: Bool {
+        get { effects.tracksChanges }
+        set { effects.tracksChanges = newValue }
     }
 
     /// Creates an evaluator with no instances.
     public init(ruleSet: RuleSet) {
         self.ruleSet = ruleSet
-        self.instances = Array(repeating: [:], count: ruleSet.rules.count)
+        self.slotsByLabels = Array(repeating: [:], count: ruleSet.rules.count)
     }
 
     /// The earliest time a timer is due, if any.
-    public var nextDeadline: Int64? { timers.peekDue() }
+    public var nextDeadline: Int64? { effects.timers.peekDue() }
 
     /// The number of rule instances (rule × captured labels) alive.
-    public var instanceCount: Int { instances.reduce(0) { $0 + $1.count } }
+    public var instanceCount: Int { instances.count }
 
     /// Evaluates one reading; appends what happened to `events`.
     public mutating func process(_ reading: Reading, into events: inout [EvaluationEvent]) {
         advance(to: reading.timestamp - 1, into: &events)
         let time = max(reading.timestamp, now)
         now = time
-        let levels = reading.topic.split(separator: "/", omittingEmptySubsequences: false)
-        matchBuffer.removeAll(keepingCapacity: true)
-        ruleSet.index.matches(levels, into: &matchBuffer)
-        guard !matchBuffer.isEmpty else { return }
-        let payload = Evaluator.decode(reading.payload)
-        guard checkSequence(of: payload, topic: reading.topic, at: time, into: &events) else { return }
-        for ruleIndex in matchBuffer {
-            let rule = ruleSet.rules[ruleIndex]
-            guard let captured = rule.topic.captures(in: levels) else { continue }
-            if let unsafe = zip(rule.topic.captureNames, captured).first(where: { !TopicPattern.isSafeCaptureValue($1) }
-            ) {
-                events.append(
-                    .unusable(
-                        ruleID: rule.id,
-                        topic: reading.topic,
-                        problem: .unsafeCapture(name: unsafe.0, value: unsafe.1),
-                        timestamp: time
-                    )
+        var routeIndex = routes.index(forKey: reading.topic)
+        if routeIndex == nil || routes.values[routeIndex!].resolution == nil {
+            let resolution = resolve(topic: reading.topic)
+            if let routeIndex {
+                routes.values[routeIndex].resolution = resolution
+            } else {
+                routes[reading.topic] = Route(resolution: resolution)
+                routeIndex = routes.index(forKey: reading.topic)
+            }
+        }
+        let resolution = routes.values[routeIndex!].resolution!
+        guard !resolution.targets.isEmpty else { return }
+        let sequence = readFields(of: reading.payload, for: resolution)
+        if let sequence {
+            guard
+                Evaluator.record(
+                    sequence,
+                    after: &routes.values[routeIndex!].lastSequence,
+                    topic: reading.topic,
+                    at: time,
+                    into: &events
                 )
-                continue
-            }
-            var instance = instances[ruleIndex][captured] ?? Instance(labels: captured)
-            switch Evaluator.extract(rule: rule, from: payload) {
-            case .success(let value):
-                instance.lastValue = value
-                instance.lastReadingAt = time
-                instance.stale = false
-                instance.holds = Evaluator.holds(rule: rule, value: value, firing: instance.phase.isFiring)
-                if instance.holds, instance.holdsSince == nil { instance.holdsSince = time }
-                if !instance.holds { instance.holdsSince = nil }
-            case .failure(let problem):
-                events.append(.unusable(ruleID: rule.id, topic: reading.topic, problem: problem, timestamp: time))
-                switch rule.onUnknown {
-                case .keep: break
-                case .fire:
-                    instance.holds = true
-                    if instance.holdsSince == nil { instance.holdsSince = time }
-                case .clear:
-                    instance.holds = false
-                    instance.holdsSince = nil
-                }
-                instance.lastUnusable = problem
-            }
-            step(&instance, ruleIndex: ruleIndex, at: time, into: &events)
-            instances[ruleIndex][captured] = instance
+            else { return }
+        }
+        for target in resolution.targets {
+            evaluate(topic: reading.topic, target: target, at: time, into: &events)
         }
     }
 
     /// Moves the clock to `time`, firing every timer due at or before it in time order.
     public mutating func advance(to time: Int64, into events: inout [EvaluationEvent]) {
-        while let entry = timers.popIfDue(atOrBefore: time) {
-            guard var instance = instances[entry.rule][entry.labels], instance.timerGeneration == entry.generation
-            else {
-                continue
-            }
+        while let entry = effects.timers.popIfDue(atOrBefore: time) {
+            let slot = Int(entry.slot)
+            guard instances[slot].timerGeneration == entry.generation else { continue }
             now = max(now, entry.due)
-            let rule = ruleSet.rules[entry.rule]
-            if let stale = rule.staleMilliseconds, let last = instance.lastReadingAt, entry.due >= last + stale {
-                instance.stale = true
+            if let stale = ruleSet.cores[Int(entry.rule)].staleMilliseconds, let last = instances[slot].lastReadingAt,
+                entry.due >= last + stale
+            {
+                instances[slot].stale = true
             }
-            step(&instance, ruleIndex: entry.rule, at: entry.due, into: &events)
-            instances[entry.rule][entry.labels] = instance
+            step(slot: slot, at: entry.due, into: &events)
         }
         now = max(now, time)
     }
 
-    /// Counts gaps in a sensor's `seq` and reports duplicates; false when the reading is a duplicate.
+    private static func levels(of topic: String) -> [Substring] {
+        topic.split(separator: "/", omittingEmptySubsequences: false)
+    }
+
+    /// The instances a topic feeds (created inactive) and the fields they read.
+    private mutating func resolve(topic: String) -> Resolution {
+        let levels = Evaluator.levels(of: topic)
+        matchBuffer.removeAll(keepingCapacity: true)
+        ruleSet.index.matches(levels, into: &matchBuffer)
+        var resolution = Resolution()
+        var keyRanges = [RuleSet.sequenceKeyRange]
+        for ruleIndex in matchBuffer {
+            let pattern = ruleSet.rules[ruleIndex].topic
+            guard let captured = pattern.captures(in: levels) else { continue }
+            let fieldIndex = ruleSet.cores[ruleIndex].fieldIndex
+            let position =
+                resolution.fields.firstIndex(of: fieldIndex)
+                ?? {
+                    resolution.fields.append(fieldIndex)
+                    if let range = ruleSet.keyRanges[fieldIndex] { keyRanges.append(range) }
+                    return resolution.fields.count - 1
+                }()
+            let slot =
+                captured.allSatisfy(TopicPattern.isSafeCaptureValue) ? self.slot(rule: ruleIndex, labels: captured) : -1
+            resolution.targets.append(RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position)))
+        }
+        resolution.keyRanges = keyRanges.count == resolution.fields.count + 1 ? keyRanges : nil
+        return resolution
+    }
+
+    /// Fills `fieldValues` (`seq`, then the route's fields) from a payload; returns its integral `seq`.
+    private mutating func readFields(of payload: [UInt8], for resolution: Resolution) -> Int64? {
+        let count = resolution.fields.count + 1
+        if fieldValues.count < count {
+            fieldValues.append(contentsOf: repeatElement(nil, count: count - fieldValues.count))
+        }
+        if let keyRanges = resolution.keyRanges {
+            let shape = payload.withUnsafeBufferPointer { bytes in
+                ruleSet.keyBytes.withUnsafeBufferPointer { keyBytes in
+                    keyRanges.withUnsafeBufferPointer { ranges in
+                        PayloadScanner.scan(bytes, keyBytes: keyBytes, keyRanges: ranges, into: &fieldValues)
+                    }
+                }
+            }
+            switch shape {
+            case .object: return Evaluator.sequenceNumber(fieldValues[0])
+            case .number(let number):
+                fieldValues[0] = nil
+                for position in 1..<count { fieldValues[position] = .number(number) }
+                return nil
+            case nil: break
+            }
+        }
+        let decoded = Evaluator.decode(payload)
+        switch decoded {
+        case .object, .array:
+            fieldValues[0] = decoded["seq"]
+            for (position, fieldIndex) in resolution.fields.enumerated() {
+                fieldValues[position + 1] = decoded.value(at: ruleSet.fields[fieldIndex])
+            }
+        default:
+            fieldValues[0] = nil
+            for position in 1..<count { fieldValues[position] = decoded }
+        }
+        return Evaluator.sequenceNumber(fieldValues[0])
+    }
+
+    /// The slot of an instance, created inactive when it does not exist yet.
+    mutating func slot(rule ruleIndex: Int, labels: [String]) -> Int32 {
+        if let slot = slotsByLabels[ruleIndex][labels] { return slot }
+        let slot = Int32(instances.count)
+        instances.append(Instance(rule: Int32(ruleIndex), labels: labels))
+        slotsByLabels[ruleIndex][labels] = slot
+        return slot
+    }
+
+    /// Applies one reading (its fields in `fieldValues`) to one instance.
+    private mutating func evaluate(
+        topic: String,
+        target: RouteTarget,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) {
+        let ruleIndex = Int(target.rule)
+        guard target.slot >= 0 else {
+            let rule = ruleSet.rules[ruleIndex]
+            let captured = rule.topic.captures(in: Evaluator.levels(of: topic)) ?? []
+            if let unsafe = zip(rule.topic.captureNames, captured).first(where: {
+                !TopicPattern.isSafeCaptureValue($1)
+            }) {
+                events.append(
+                    .unusable(
+                        ruleID: rule.id,
+                        topic: topic,
+                        problem: .unsafeCapture(name: unsafe.0, value: unsafe.1),
+                        timestamp: time
+                    )
+                )
+            }
+            return
+        }
+        let slot = Int(target.slot)
+        let core = ruleSet.cores[ruleIndex]
+        switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
+        case .success(let value):
+            let holds: Bool
+            if case .number(let number) = value, core.valueType == .number, !core.comparesByEquality {
+                holds = core.holds(number: number, firing: instances[slot].phase.isFiring)
+            } else {
+                holds = Evaluator.holds(rule: ruleSet.rules[ruleIndex], value: value, firing: false)
+            }
+            instances[slot].observe(value, holds: holds, at: time)
+        case .failure(var problem):
+            if case .missingField = problem {
+                problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
+            }
+            events.append(
+                .unusable(ruleID: ruleSet.rules[ruleIndex].id, topic: topic, problem: problem, timestamp: time)
+            )
+            instances[slot].observeUnusable(problem, policy: core.onUnknown, at: time)
+        }
+        step(slot: slot, at: time, into: &events)
+    }
+
+    /// An object payload's `seq`, when it is an integral number.
+    private static func sequenceNumber(_ value: JSONValue?) -> Int64? {
+        guard case .number(let number)? = value, number == number.rounded(), abs(number) < 9e15 else { return nil }
+        return Int64(number)
+    }
+
+    /// Compares `sequence` with the topic's `last` (updated in place); false when the reading is a duplicate.
     ///
     /// A `seq` that goes back to 0 or 1, or more than 1,000 below the last, is a sensor that restarted:
     /// counting starts over. A duplicate is a redelivery (QoS 1 after a reconnect) or a device repeating itself.
-    private mutating func checkSequence(
-        of payload: JSONValue,
-        topic: String,
-        at time: Int64,
-        into events: inout [EvaluationEvent]
-    ) -> Bool {
-        guard case .object = payload, case .number(let number)? = payload["seq"], number == number.rounded(),
-            abs(number) < 9e15
-        else { return true }
-        return Evaluator.record(
-            Int64(number),
-            after: &sequences[topic, default: .min],
-            topic: topic,
-            at: time,
-            into: &events
-        )
-    }
-
-    /// Compares `sequence` with the topic's `last` (updated in place: one dictionary lookup per reading).
     private static func record(
         _ sequence: Int64,
         after last: inout Int64,
@@ -274,60 +367,56 @@ public struct Evaluator: Sendable {
 
     // MARK: The state machine
 
-    private mutating func step(
-        _ instance: inout Instance,
-        ruleIndex: Int,
-        at time: Int64,
-        into events: inout [EvaluationEvent]
-    ) {
-        let rule = ruleSet.rules[ruleIndex]
-        let phaseBefore = instance.phase
-        let transitionBefore = instance.lastTransitionAt
-        defer {
-            if tracksChanges, instance.phase != phaseBefore || instance.lastTransitionAt != transitionBefore {
-                changed.append(InstanceReference(rule: ruleIndex, labels: instance.labels))
-            }
+    /// Moves one instance through its phases at `time`: transitions, schedules its timer, notes the change.
+    mutating func step(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
+        let core = ruleSet.cores[Int(instances[slot].rule)]
+        let phaseBefore = instances[slot].phase
+        let transitionBefore = instances[slot].lastTransitionAt
+        if let kind = Evaluator.decide(&instances[slot], core: core, at: time) {
+            transition(slot: slot, to: kind, at: time, into: &events)
         }
+        Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
+        if effects.tracksChanges,
+            instances[slot].phase != phaseBefore || instances[slot].lastTransitionAt != transitionBefore
+        {
+            effects.changed.append(Int32(slot))
+        }
+    }
+
+    /// The transition an instance wants at `time`, if any; it enters or leaves `pending` on the way.
+    private static func decide(_ instance: inout Instance, core: RuleCore, at time: Int64) -> TransitionKind? {
         instance.deferredUntil = nil
         let wantsFiring = instance.stale || instance.holds
         switch instance.phase {
         case .inactive:
-            guard wantsFiring else { break }
-            if instance.stale || rule.forMilliseconds == 0 {
-                transition(&instance, rule: rule, to: .fire, at: time, into: &events)
-            } else {
-                let since = instance.holdsSince ?? time
-                instance.phase = .pending(since: since)
-                if time >= since + rule.forMilliseconds {
-                    transition(&instance, rule: rule, to: .fire, at: time, into: &events)
-                }
-            }
+            guard wantsFiring else { return nil }
+            if instance.stale || core.forMilliseconds == 0 { return .fire }
+            let since = instance.holdsSince ?? time
+            instance.phase = .pending(since: since)
+            return time >= since + core.forMilliseconds ? .fire : nil
         case .pending(let since):
-            if !wantsFiring {
+            guard wantsFiring else {
                 instance.phase = .inactive
-            } else if instance.stale || time >= since + rule.forMilliseconds {
-                transition(&instance, rule: rule, to: .fire, at: time, into: &events)
+                return nil
             }
+            return instance.stale || time >= since + core.forMilliseconds ? .fire : nil
         case .firing:
-            if !wantsFiring {
-                transition(&instance, rule: rule, to: .clear, at: time, into: &events)
-            }
+            return wantsFiring ? nil : .clear
         }
-        schedule(&instance, ruleIndex: ruleIndex, rule: rule)
     }
 
-    private func earliestTransition(
+    private static func earliestTransition(
         _ instance: Instance,
-        rule: Rule,
+        core: RuleCore,
         to kind: TransitionKind
     ) -> (Int64, flapping: Bool) {
         guard let last = instance.lastTransitionAt else { return (.min, false) }
-        var earliest = last + rule.cooldownMilliseconds
+        var earliest = last + core.cooldownMilliseconds
         switch kind {
-        case .fire: earliest = max(earliest, last + rule.minOffMilliseconds)
-        case .clear: earliest = max(earliest, last + rule.minOnMilliseconds)
+        case .fire: earliest = max(earliest, last + core.minOffMilliseconds)
+        case .clear: earliest = max(earliest, last + core.minOnMilliseconds)
         }
-        if let limit = rule.maxTransitions, instance.recentTransitions.count >= limit.count {
+        if let limit = core.maxTransitions, instance.recentTransitions.count >= limit.count {
             let windowOpens =
                 instance.recentTransitions[instance.recentTransitions.count - limit.count] + limit.windowMilliseconds
             if windowOpens > earliest { return (windowOpens, true) }
@@ -335,18 +424,22 @@ public struct Evaluator: Sendable {
         return (earliest, false)
     }
 
-    private func transition(
-        _ instance: inout Instance,
-        rule: Rule,
+    /// Makes the transition when cooldown, min_on/min_off and max_transitions allow it; defers it otherwise.
+    private mutating func transition(
+        slot: Int,
         to kind: TransitionKind,
         at time: Int64,
         into events: inout [EvaluationEvent]
     ) {
-        let (earliest, flapping) = earliestTransition(instance, rule: rule, to: kind)
+        var instance = instances[slot]
+        defer { instances[slot] = instance }
+        let core = ruleSet.cores[Int(instance.rule)]
+        let (earliest, flapping) = Evaluator.earliestTransition(instance, core: core, to: kind)
         guard time >= earliest else {
             instance.deferredUntil = earliest
             if flapping && !instance.flapping {
                 instance.flapping = true
+                let rule = ruleSet.rules[Int(instance.rule)]
                 events.append(
                     .flapping(
                         ruleID: rule.id,
@@ -358,6 +451,7 @@ public struct Evaluator: Sendable {
             }
             return
         }
+        let rule = ruleSet.rules[Int(instance.rule)]
         instance.flapping = false
         instance.lastTransitionAt = time
         if let limit = rule.maxTransitions {
@@ -414,28 +508,20 @@ public struct Evaluator: Sendable {
         }
     }
 
-    mutating func schedule(_ instance: inout Instance, ruleIndex: Int, rule: Rule) {
-        var due: Int64?
-        func consider(_ time: Int64?) {
-            guard let time else { return }
-            due = min(due ?? time, time)
+    static func schedule(_ instance: inout Instance, slot: Int32, core: RuleCore, timers: inout TimerHeap) {
+        var due = instance.deferredUntil
+        if case .pending(let since) = instance.phase {
+            due = min(due ?? .max, since + core.forMilliseconds)
         }
-        consider(instance.deferredUntil)
-        if case .pending(let since) = instance.phase { consider(since + rule.forMilliseconds) }
-        if let stale = rule.staleMilliseconds, let last = instance.lastReadingAt, !instance.stale {
-            consider(last + stale)
+        if let stale = core.staleMilliseconds, let last = instance.lastReadingAt, !instance.stale {
+            due = min(due ?? .max, last + stale)
         }
         guard due != instance.timerDue else { return }
         instance.timerDue = due
         instance.timerGeneration &+= 1
         if let due {
             timers.push(
-                TimerHeap.Entry(
-                    due: due,
-                    rule: ruleIndex,
-                    labels: instance.labels,
-                    generation: instance.timerGeneration
-                )
+                TimerHeap.Entry(due: due, rule: instance.rule, slot: slot, generation: instance.timerGeneration)
             )
         }
     }
@@ -448,28 +534,18 @@ public struct Evaluator: Sendable {
         return .string(String(decoding: payload, as: UTF8.self).trimmingWhitespace())
     }
 
-    static func extract(rule: Rule, from payload: JSONValue) -> Result<JSONValue, ReadingProblem> {
-        let value: JSONValue
-        switch payload {
-        case .object, .array:
-            guard let found = payload.value(at: rule.field) else {
-                return .failure(.missingField(rule.field.joined(separator: ".")))
-            }
-            value = found
-        default:
-            value = payload
-        }
-        switch rule.condition {
-        case .equals(.number):
+    /// The field's value when it has the type the rule needs (`missingField`'s name is filled in by the caller).
+    static func check(_ found: JSONValue?, core: RuleCore) -> Result<JSONValue, ReadingProblem> {
+        guard let value = found else { return .failure(.missingField("")) }
+        switch core.valueType {
+        case .number:
             guard case .number = value else { return .failure(.notANumber) }
-        case .equals(.string):
+        case .string:
             guard case .string = value else { return .failure(.typeMismatch) }
-        case .equals(.bool):
+        case .bool:
             guard case .bool = value else { return .failure(.typeMismatch) }
-        case .equals:
+        case .any:
             break
-        default:
-            guard case .number = value else { return .failure(.notANumber) }
         }
         return .success(value)
     }
@@ -600,6 +676,9 @@ extension Evaluator {
             }
         }
 
+        /// Index of the rule in the rule set.
+        var rule: Int32
+        /// The captured values, in the rule's `captureNames` order.
         var labels: [String]
         var phase = Phase.inactive
         /// Whether the condition holds, from the last usable reading (or the unknown policy).
@@ -616,9 +695,67 @@ extension Evaluator {
         var timerDue: Int64?
         var timerGeneration: UInt32 = 0
 
-        init(labels: [String]) {
+        init(rule: Int32, labels: [String]) {
+            self.rule = rule
             self.labels = labels
         }
+
+        /// Takes in a usable reading's value.
+        mutating func observe(_ value: JSONValue, holds: Bool, at time: Int64) {
+            lastValue = value
+            lastReadingAt = time
+            stale = false
+            self.holds = holds
+            if holds, holdsSince == nil { holdsSince = time }
+            if !holds { holdsSince = nil }
+        }
+
+        /// Takes in a reading the rule could not use, as the rule's `on_unknown` says.
+        mutating func observeUnusable(_ problem: ReadingProblem, policy: Rule.UnknownPolicy, at time: Int64) {
+            switch policy {
+            case .keep: break
+            case .fire:
+                holds = true
+                if holdsSince == nil { holdsSince = time }
+            case .clear:
+                holds = false
+                holdsSince = nil
+            }
+            lastUnusable = problem
+        }
+    }
+
+    /// What one topic feeds, and the last `seq` its sensor sent.
+    struct Route: Sendable {
+        var lastSequence: Int64 = .min
+        /// nil until resolved against the current rule set.
+        var resolution: Resolution?
+    }
+
+    /// The instances a topic feeds under the current rule set and the payload fields they read.
+    struct Resolution: Sendable {
+        /// Empty when no rule matches the topic.
+        var targets: [RouteTarget] = []
+        /// The distinct fields read (indexes into `RuleSet.fields`); a target's `field` is a position here.
+        var fields: [Int] = []
+        /// `seq`'s key range, then each field's, for `PayloadScanner`; nil when a field is a dotted path.
+        var keyRanges: [Range<Int>]? = []
+    }
+
+    /// One rule instance a topic feeds; `slot` is -1 when a captured value is unsafe (reported per reading).
+    struct RouteTarget: Sendable {
+        var rule: Int32
+        var slot: Int32
+        /// Position of the rule's field in the route's `fields`.
+        var field: Int32
+    }
+
+    /// What the state machine changes besides the instance itself.
+    struct Effects: Sendable {
+        var timers = TimerHeap()
+        /// Slots whose phase or last transition changed, for `takeChangedInstances()`.
+        var changed: [Int32] = []
+        var tracksChanges = false
     }
 }
 
@@ -626,8 +763,8 @@ extension Evaluator {
 struct TimerHeap: Sendable {
     struct Entry: Sendable, Comparable {
         var due: Int64
-        var rule: Int
-        var labels: [String]
+        var rule: Int32
+        var slot: Int32
         var generation: UInt32
 
         static func < (lhs: Entry, rhs: Entry) -> Bool { lhs.due < rhs.due }

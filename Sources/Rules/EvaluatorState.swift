@@ -48,36 +48,49 @@ extension Evaluator {
     public mutating func replaceRules(with newSet: RuleSet) {
         var oldByID: [String: Int] = [:]
         for (index, rule) in ruleSet.rules.enumerated() { oldByID[rule.id] = index }
-        var newInstances: [[[String]: Instance]] = Array(repeating: [:], count: newSet.rules.count)
+        var newIndexByOld: [Int: Int] = [:]
         for (newIndex, rule) in newSet.rules.enumerated() {
             guard let oldIndex = oldByID[rule.id], ruleSet.rules[oldIndex].hasSameDefinition(as: rule) else { continue }
-            newInstances[newIndex] = instances[oldIndex]
+            newIndexByOld[oldIndex] = newIndex
         }
+        var newInstances: ContiguousArray<Instance> = []
+        var newSlotByOld: [Int32: Int32] = [:]
+        var newSlots: [[[String]: Int32]] = Array(repeating: [:], count: newSet.rules.count)
+        for (oldSlot, instance) in instances.enumerated() {
+            guard let newRule = newIndexByOld[Int(instance.rule)] else { continue }
+            var moved = instance
+            moved.rule = Int32(newRule)
+            let newSlot = Int32(newInstances.count)
+            newInstances.append(moved)
+            newSlots[newRule][moved.labels] = newSlot
+            newSlotByOld[Int32(oldSlot)] = newSlot
+        }
+        effects.changed = effects.changed.compactMap { newSlotByOld[$0] }
         ruleSet = newSet
         instances = newInstances
+        slotsByLabels = newSlots
+        // Topics are matched again against the new rules; their `seq` memory stays.
+        for index in routes.indices { routes.values[index].resolution = nil }
         rebuildTimers()
     }
 
     /// Snapshots of the instances whose phase or last transition changed since the last call.
     public mutating func takeChangedInstances() -> [InstanceSnapshot] {
-        defer { changed.removeAll(keepingCapacity: true) }
-        return changed.compactMap { reference in
-            guard reference.rule < instances.count, let instance = instances[reference.rule][reference.labels] else {
-                return nil
-            }
-            return snapshot(of: instance, rule: ruleSet.rules[reference.rule])
+        defer { effects.changed.removeAll(keepingCapacity: true) }
+        var seen = Set<Int32>()
+        return effects.changed.compactMap { slot in
+            guard seen.insert(slot).inserted else { return nil }
+            let instance = instances[Int(slot)]
+            return snapshot(of: instance, rule: ruleSet.rules[Int(instance.rule)])
         }
     }
 
     /// Snapshots of every instance that is not plainly inactive.
     public func snapshotAll() -> [InstanceSnapshot] {
-        var result: [InstanceSnapshot] = []
-        for (ruleIndex, byLabels) in instances.enumerated() {
-            for instance in byLabels.values where instance.phase != .inactive || instance.lastTransitionAt != nil {
-                result.append(snapshot(of: instance, rule: ruleSet.rules[ruleIndex]))
-            }
+        instances.compactMap { instance in
+            guard instance.phase != .inactive || instance.lastTransitionAt != nil else { return nil }
+            return snapshot(of: instance, rule: ruleSet.rules[Int(instance.rule)])
         }
-        return result
     }
 
     /// Restores snapshots of rules whose definition is unchanged; returns how many were restored.
@@ -92,7 +105,7 @@ extension Evaluator {
                 ruleSet.rules[ruleIndex].definitionFingerprint == snapshot.definition,
                 snapshot.labels.count == ruleSet.rules[ruleIndex].topic.captureNames.count
             else { continue }
-            var instance = Instance(labels: snapshot.labels)
+            var instance = Instance(rule: Int32(ruleIndex), labels: snapshot.labels)
             switch snapshot.phase {
             case .inactive: instance.phase = .inactive
             case .pending: instance.phase = .pending(since: snapshot.since ?? now)
@@ -104,7 +117,7 @@ extension Evaluator {
             instance.lastReadingAt = now
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
-            instances[ruleIndex][snapshot.labels] = instance
+            instances[Int(slot(rule: ruleIndex, labels: snapshot.labels))] = instance
             restored += 1
         }
         self.now = max(self.now, now)
@@ -138,14 +151,11 @@ extension Evaluator {
     }
 
     private mutating func rebuildTimers() {
-        timers = TimerHeap()
-        for ruleIndex in instances.indices {
-            for key in Array(instances[ruleIndex].keys) {
-                guard var instance = instances[ruleIndex][key] else { continue }
-                instance.timerDue = nil
-                schedule(&instance, ruleIndex: ruleIndex, rule: ruleSet.rules[ruleIndex])
-                instances[ruleIndex][key] = instance
-            }
+        effects.timers = TimerHeap()
+        for slot in instances.indices {
+            instances[slot].timerDue = nil
+            let core = ruleSet.cores[Int(instances[slot].rule)]
+            Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
         }
     }
 }

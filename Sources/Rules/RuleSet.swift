@@ -3,12 +3,42 @@ public struct RuleSet: Sendable {
     /// The rules, in file order.
     public let rules: [Rule]
     let index: TopicIndex
+    /// The distinct payload fields the rules read, each once.
+    let fields: [[String]]
+    /// The per-reading part of each rule, in `rules` order.
+    let cores: [RuleCore]
+    /// UTF-8 of `seq` (at `sequenceKeyRange`) and of every one-level field, for `PayloadScanner`.
+    let keyBytes: [UInt8]
+    /// Where each field's key is in `keyBytes`, by field index; nil for a dotted path (full parser).
+    let keyRanges: [Range<Int>?]
+    static let sequenceKeyRange = 0..<3
     private let indexByID: [String: Int]
 
     /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
     public init(rules: [Rule]) {
         self.rules = rules
         self.index = TopicIndex(patterns: rules.map(\.topic))
+        var fields: [[String]] = []
+        var fieldIndexes: [[String]: Int] = [:]
+        self.cores = rules.map { rule in
+            let fieldIndex =
+                fieldIndexes[rule.field]
+                ?? {
+                    fields.append(rule.field)
+                    fieldIndexes[rule.field] = fields.count - 1
+                    return fields.count - 1
+                }()
+            return RuleCore(rule, fieldIndex: fieldIndex)
+        }
+        self.fields = fields
+        var keyBytes = Array("seq".utf8)
+        self.keyRanges = fields.map { field in
+            guard field.count == 1 else { return nil }
+            let start = keyBytes.count
+            keyBytes += field[0].utf8
+            return start..<keyBytes.count
+        }
+        self.keyBytes = keyBytes
         self.indexByID = Dictionary(rules.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
