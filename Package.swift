@@ -119,15 +119,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The raw libmosquitto publisher/subscriber that pipeline-bench compares against (C, no pipeline code).
         .executableTarget(
-            name: "rules-bench",
-            dependencies: ["Rules"],
-            path: "Benchmarks/rules-bench"
+            name: "mqtt-load",
+            dependencies: ["CMosquitto"],
+            path: "Benchmarks/mqtt-load",
+            linkerSettings: [.linkedLibrary("mosquitto")]
         ),
+        // Counts heap allocations for pipeline-bench's in-process scenario.
+        .target(
+            name: "AllocationCounter",
+            path: "Benchmarks/AllocationCounter"
+        ),
+        // Every performance figure in one run (docs/performance.md).
         .executableTarget(
-            name: "sim-bench",
-            dependencies: ["MQTTTestSupport"],
-            path: "Benchmarks/sim-bench"
+            name: "pipeline-bench",
+            dependencies: ["Rules", "MQTTTestSupport", "AllocationCounter", "mqtt-load", "rules-engine", "sensor-sim"],
+            path: "Benchmarks/pipeline-bench"
         ),
         .testTarget(
             name: "MQTTTests",

@@ -38,8 +38,13 @@ fi
 swift_tests=$(grep -Eo "Test run with [0-9]+ tests" .test-log.txt | grep -Eo "[0-9]+" | tail -1)
 rm -f .test-log.txt
 
-echo "== shipped rules"
 bin=$(swift build --show-bin-path)
+echo "== benchmark harness, smoke mode (keeps it working; figures from a debug build mean nothing)"
+"$bin/pipeline-bench" --smoke > .bench-log.txt 2>&1 || { cat .bench-log.txt >&2; exit 1; }
+tail -1 .bench-log.txt
+rm -f .bench-log.txt
+
+echo "== shipped rules"
 "$bin/rules-engine" check rules
 "$bin/rules-engine" test rules/*.test.yaml | tee .rules-test-log.txt
 rule_tests=$(grep -c "^PASS" .rules-test-log.txt)

@@ -170,6 +170,26 @@ public final class MQTTClient: Service, Sendable {
         qos: MQTTQoS = .atLeastOnce,
         retain: Bool = false
     ) async throws {
+        let receipt = try send(payload, to: topic, qos: qos, retain: retain)
+        try await acknowledgement(of: receipt)
+    }
+
+    /// What `send` hands back: enough to wait for the broker's acknowledgement.
+    public struct PublishReceipt: Sendable {
+        let messageID: Int32
+        let topic: String
+        let qos: MQTTQoS
+    }
+
+    /// Hands a message to libmosquitto's network thread without waiting: the publish half of `publish`,
+    /// for callers on a hot path (the engine's commands leave from the thread that decided them).
+    /// Await `acknowledgement(of:)` for the broker's answer.
+    public func send(
+        _ payload: some Collection<UInt8>,
+        to topic: String,
+        qos: MQTTQoS = .atLeastOnce,
+        retain: Bool = false
+    ) throws -> PublishReceipt {
         try MosquittoHandle.validatePublishTopic(topic)
         guard payload.count <= configuration.maximumPayloadSize else {
             throw MQTTError(
@@ -182,18 +202,22 @@ public final class MQTTClient: Service, Sendable {
         let (messageID, queued) = try bytes.withUnsafeBytes { buffer in
             try handle.publish(topic: topic, payload: buffer, qos: qos, retain: retain)
         }
-        guard qos != .atMostOnce else {
+        if qos == .atMostOnce {
             abandonAcknowledgement(of: messageID)
-            return
-        }
-        if queued {
+        } else if queued {
             logger.debug("publish queued until reconnect", metadata: ["mqtt.topic": "\(topic)"])
         }
-        let ack = try await acknowledgement(of: messageID, kind: .publish)
+        return PublishReceipt(messageID: messageID, topic: topic, qos: qos)
+    }
+
+    /// Waits until the broker acknowledged a sent message (at once for QoS 0); throws when it refused it.
+    public func acknowledgement(of receipt: PublishReceipt) async throws {
+        guard receipt.qos != .atMostOnce else { return }
+        let ack = try await acknowledgement(of: receipt.messageID, kind: .publish)
         if case .published(let reasonCode) = ack, reasonCode >= 0x80 {
             throw MQTTError(
                 .publishRejected,
-                "the broker rejected the publish to '\(topic)': \(MosquittoHandle.describeConnack(reasonCode, protocolVersion: .v5))",
+                "the broker rejected the publish to '\(receipt.topic)': \(MosquittoHandle.describeConnack(reasonCode, protocolVersion: .v5))",
                 code: reasonCode
             )
         }
@@ -398,6 +422,8 @@ public final class MQTTClient: Service, Sendable {
 
 extension MQTTClient: MosquittoEventReceiver {
     var maximumPayloadSize: Int { configuration.maximumPayloadSize }
+
+    var wantsLibraryDebugLog: Bool { logger.logLevel <= .trace }
 
     func mosquittoDidConnect(reasonCode: Int32, sessionPresent: Bool) {
         guard reasonCode == 0 else {

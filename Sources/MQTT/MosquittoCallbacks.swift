@@ -11,6 +11,8 @@ protocol MosquittoEventReceiver: AnyObject, Sendable {
     func mosquittoDidReceiveOversizeMessage(topic: String, size: Int)
     func mosquittoDidLog(level: Int32, message: String)
     var maximumPayloadSize: Int { get }
+    /// Whether libmosquitto's debug lines (one per packet) are wanted; when not, they are not even copied.
+    var wantsLibraryDebugLog: Bool { get }
 }
 
 /// The object behind `mosquitto_new`'s `obj` pointer: carries the receiver into the C callbacks.
@@ -57,8 +59,9 @@ final class MosquittoCallbackContext {
             )
         }
         mosquitto_log_callback_set(mosq) { _, obj, level, text in
-            guard let text else { return }
-            callbackReceiver(obj)?.mosquittoDidLog(level: level, message: String(cString: text))
+            guard let text, let receiver = callbackReceiver(obj) else { return }
+            guard level != MOSQ_LOG_DEBUG || receiver.wantsLibraryDebugLog else { return }
+            receiver.mosquittoDidLog(level: level, message: String(cString: text))
         }
     }
 }

@@ -1,26 +1,58 @@
 import Logging
 import Rules
+import Synchronization
 
 /// Runs actions through their handlers, many at once; a failure is logged with its rule and handler.
 /// `finish()` stops taking new actions; `run()` returns once every action taken has completed.
 public final class ActionDispatcher: Sendable {
+    /// An action on its way: started already (immediate handlers) or to be performed by a task.
+    struct Job: Sendable {
+        var action: FiredAction
+        var handler: any ActionHandler
+        var run: @Sendable () async throws -> Void
+    }
+
     private let handlers: [any ActionHandler]
     private let logger: Logger
-    private let stream: AsyncStream<FiredAction>
-    private let continuation: AsyncStream<FiredAction>.Continuation
+    private let stream: AsyncStream<Job>
+    private let continuation: AsyncStream<Job>.Continuation
     private let maximumInFlight: Int
+    private let finished = Atomic<Bool>(false)
 
     public init(handlers: [any ActionHandler], logger: Logger, maximumInFlight: Int = 256) {
         self.handlers = handlers
         self.logger = logger
         self.maximumInFlight = maximumInFlight
-        (stream, continuation) = AsyncStream.makeStream(of: FiredAction.self)
+        (stream, continuation) = AsyncStream.makeStream(of: Job.self)
     }
 
-    /// Queues an action; false once `finish()` was called.
+    /// Takes an action: an immediate handler starts it right here, others run it from `run()`'s tasks.
+    /// False once `finish()` was called.
     @discardableResult
     public func enqueue(_ action: FiredAction) -> Bool {
-        if case .terminated = continuation.yield(action) {
+        guard !finished.load(ordering: .acquiring) else {
+            logger.warning(
+                "action not run: the engine is shutting down",
+                metadata: ["rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)"]
+            )
+            return false
+        }
+        guard let handler = handlers.first(where: { $0.handles(action.action) }) else { return true }
+        let run: @Sendable () async throws -> Void
+        if let immediate = handler as? any ImmediateActionHandler {
+            do {
+                run = try immediate.start(action)
+            } catch {
+                logFailure(of: action, handler: handler, error: error)
+                return true
+            }
+        } else {
+            run = { try await handler.perform(action) }
+        }
+        if case .terminated = continuation.yield(Job(action: action, handler: handler, run: run)),
+            !(handler is any ImmediateActionHandler)
+        {
+            // `finish()` came between the check above and here.
             logger.warning(
                 "action not run: the engine is shutting down",
                 metadata: ["rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)"]
@@ -32,38 +64,41 @@ public final class ActionDispatcher: Sendable {
 
     /// Stops taking actions; those already queued still run.
     public func finish() {
+        finished.store(true, ordering: .releasing)
         continuation.finish()
     }
 
-    /// Runs queued actions until `finish()` and the queue is drained.
+    /// Runs queued actions (or waits for those started) until `finish()` and the queue is drained.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
-            for await action in stream {
+            for await job in stream {
                 if inFlight >= maximumInFlight {
                     await group.next()
                     inFlight -= 1
                 }
                 inFlight += 1
-                group.addTask { await self.perform(action) }
+                group.addTask { await self.complete(job) }
             }
             await group.waitForAll()
         }
     }
 
-    private func perform(_ action: FiredAction) async {
-        guard let handler = handlers.first(where: { $0.handles(action.action) }) else { return }
+    private func complete(_ job: Job) async {
         do {
-            try await handler.perform(action)
+            try await job.run()
         } catch {
-            let name = String(describing: type(of: handler))
-            logger.error(
-                "action failed",
-                metadata: [
-                    "rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)", "handler": "\(name)",
-                    "error": "\(error)",
-                ]
-            )
+            logFailure(of: job.action, handler: job.handler, error: error)
         }
+    }
+
+    private func logFailure(of action: FiredAction, handler: any ActionHandler, error: any Error) {
+        logger.error(
+            "action failed",
+            metadata: [
+                "rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)",
+                "handler": "\(String(describing: type(of: handler)))", "error": "\(error)",
+            ]
+        )
     }
 }

@@ -7,3 +7,10 @@ public protocol ActionHandler: Sendable {
     /// Runs the action; throws when it failed (the failure is logged and counted).
     func perform(_ action: FiredAction) async throws
 }
+
+/// A handler that can start its action synchronously on the thread that decided it (an MQTT publish is
+/// only handed to the network thread), so a command leaves without waiting for a task to be scheduled.
+/// The dispatcher awaits the returned completion, which reports the outcome.
+public protocol ImmediateActionHandler: ActionHandler {
+    func start(_ action: FiredAction) throws -> @Sendable () async throws -> Void
+}

@@ -9,10 +9,11 @@ import Synchronization
 final class EngineCore: Sendable {
     struct Locked {
         var evaluator: Evaluator
-        var statePatterns: [TopicPattern]
+        var statePatterns: TopicPatternSet
     }
 
     private let locked: Mutex<Locked>
+    private let messagesHandled = Atomic<Int>(0)
     let dispatcher: ActionDispatcher
     let desiredState: DesiredStateTracker
     let problems: ProblemCounter
@@ -57,6 +58,12 @@ final class EngineCore: Sendable {
 
     var nextDeadline: Int64? { locked.withLock { $0.evaluator.nextDeadline } }
 
+    /// Messages evaluated since the start (readings and actuator states).
+    var handledCount: Int { messagesHandled.load(ordering: .relaxed) }
+
+    /// Rule instances alive.
+    var instanceCount: Int { locked.withLock { $0.evaluator.instanceCount } }
+
     /// Restores saved instances; returns how many.
     func restore(_ snapshots: [InstanceSnapshot], now: Int64) -> Int {
         locked.withLock { $0.evaluator.restore(snapshots, now: now) }
@@ -64,10 +71,10 @@ final class EngineCore: Sendable {
 
     /// Evaluates one message (a reading, an actuator's state, or both).
     func handle(_ message: MQTTMessage, at time: Int64) {
+        messagesHandled.add(1, ordering: .relaxed)
         var events: [EvaluationEvent] = []
         let (isState, snapshots) = locked.withLock { locked -> (Bool, [InstanceSnapshot]) in
-            let levels = message.topic.split(separator: "/", omittingEmptySubsequences: false)
-            let isState = locked.statePatterns.contains { $0.captures(in: levels) != nil }
+            let isState = locked.statePatterns.matches(message.topic)
             locked.evaluator.process(
                 Reading(topic: message.topic, payload: message.payload, timestamp: time),
                 into: &events
@@ -195,7 +202,7 @@ final class EngineCore: Sendable {
         }
     }
 
-    private static func patterns(for ruleSet: RuleSet) -> [TopicPattern] {
-        DesiredStateTracker.stateFilters(for: ruleSet).compactMap { try? TopicPattern(parsing: $0) }
+    private static func patterns(for ruleSet: RuleSet) -> TopicPatternSet {
+        TopicPatternSet(DesiredStateTracker.stateFilters(for: ruleSet).compactMap { try? TopicPattern(parsing: $0) })
     }
 }

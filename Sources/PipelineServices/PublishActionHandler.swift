@@ -15,12 +15,20 @@ public struct PublishActionHandler: ActionHandler {
     }
 
     public func perform(_ action: FiredAction) async throws {
-        guard case .publish(let topic, let payload, let qos, let retain) = action.action else { return }
-        try await client.publish(
+        try await start(action)()
+    }
+}
+
+extension PublishActionHandler: ImmediateActionHandler {
+    /// Hands the command to the network thread at once; the completion waits for the broker's acknowledgement.
+    public func start(_ action: FiredAction) throws -> @Sendable () async throws -> Void {
+        guard case .publish(let topic, let payload, let qos, let retain) = action.action else { return {} }
+        let receipt = try client.send(
             RenderedAction.payloadBytes(payload),
             to: topic,
             qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
             retain: retain
         )
+        return { [client] in try await client.acknowledgement(of: receipt) }
     }
 }

@@ -82,7 +82,7 @@ public final class RulesEngineService: Service {
             audit: try configuration.auditFile.map { try AuditTrail(path: $0) },
             logger: logger,
             announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
-                Task { try? await client.publish(event.jsonText, to: transitionsTopic, qos: .atMostOnce) }
+                _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
             }
         )
         coreBox.core = core
@@ -126,6 +126,11 @@ public final class RulesEngineService: Service {
             }
             group.cancelAll()
         }
+        var summary: Logger.Metadata = [
+            "messages": "\(core.handledCount)", "instances": "\(core.instanceCount)",
+        ]
+        for (reason, total) in core.problems.totals { summary[reason] = "\(total)" }
+        logger.info("stopped", metadata: summary)
     }
 
     /// Publishes `online` (retained) on every connect; the will says `offline`.

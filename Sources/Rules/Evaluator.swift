@@ -138,6 +138,8 @@ public struct Evaluator: Sendable {
     var routes: [String: Route] = [:]
     var effects = Effects()
     private var matchBuffer: [Int] = []
+    /// The last unusable reading's problem per slot (rare, so not in every instance), for reasons.
+    var lastProblems: [Int32: ReadingProblem] = [:]
     /// The current reading's `seq` and fields, by position in its route (reused: no allocation per reading).
     private var fieldValues: [JSONValue?] = []
 
@@ -210,7 +212,7 @@ public struct Evaluator: Sendable {
     }
 
     private static func levels(of topic: String) -> [Substring] {
-        topic.split(separator: "/", omittingEmptySubsequences: false)
+        TopicIndex.levels(of: topic)
     }
 
     /// The instances a topic feeds (created inactive) and the fields they read.
@@ -220,9 +222,12 @@ public struct Evaluator: Sendable {
         ruleSet.index.matches(levels, into: &matchBuffer)
         var resolution = Resolution()
         var keyRanges = [RuleSet.sequenceKeyRange]
+        var previousCapture: [String] = []
         for ruleIndex in matchBuffer {
             let pattern = ruleSet.rules[ruleIndex].topic
-            guard let captured = pattern.captures(in: levels) else { continue }
+            guard var captured = pattern.captures(in: levels) else { continue }
+            // Rules on the same topic capture the same values: share one array among their instances.
+            if captured == previousCapture { captured = previousCapture } else { previousCapture = captured }
             let fieldIndex = ruleSet.cores[ruleIndex].fieldIndex
             let position =
                 resolution.fields.firstIndex(of: fieldIndex)
@@ -328,7 +333,8 @@ public struct Evaluator: Sendable {
             events.append(
                 .unusable(ruleID: ruleSet.rules[ruleIndex].id, topic: topic, problem: problem, timestamp: time)
             )
-            instances[slot].observeUnusable(problem, policy: core.onUnknown, at: time)
+            instances[slot].observeUnusable(policy: core.onUnknown, at: time)
+            lastProblems[target.slot] = problem
         }
         step(slot: slot, at: time, into: &events)
     }
@@ -458,7 +464,7 @@ public struct Evaluator: Sendable {
             instance.recentTransitions.append(time)
             if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
         }
-        let reason = reasonText(instance, rule: rule, kind: kind)
+        let reason = reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
         instance.phase = kind == .fire ? .firing(since: time) : .inactive
         if kind == .clear {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
@@ -573,15 +579,20 @@ public struct Evaluator: Sendable {
         zip(rule.topic.captureNames, instance.labels).map { Label(name: $0, value: $1) }
     }
 
-    private func reasonText(_ instance: Instance, rule: Rule, kind: TransitionKind) -> String {
+    private func reasonText(
+        _ instance: Instance,
+        problem lastProblem: ReadingProblem?,
+        rule: Rule,
+        kind: TransitionKind
+    ) -> String {
         if instance.stale, let stale = rule.staleMilliseconds {
             return kind == .fire ? "no reading for \(RuleDuration.format(stale)) (stale)" : "readings resumed"
         }
         if instance.lastReadingAt == nil
-            || (instance.lastUnusable != nil && rule.onUnknown != .keep
+            || (lastProblem != nil && rule.onUnknown != .keep
                 && kind == (rule.onUnknown == .fire ? .fire : .clear))
         {
-            if let problem = instance.lastUnusable {
+            if let problem = lastProblem {
                 return "unusable reading: \(problem) (on_unknown: \(rule.onUnknown.rawValue))"
             }
         }
@@ -676,24 +687,50 @@ extension Evaluator {
             }
         }
 
+        // Laid out for size (100,000 instances are common): small fields first, times as Int64 with
+        // `Int64.min` for "none" behind optional-typed accessors, the rare last problem in a side table.
+
         /// Index of the rule in the rule set.
         var rule: Int32
-        /// The captured values, in the rule's `captureNames` order.
-        var labels: [String]
+        var timerGeneration: UInt32 = 0
         var phase = Phase.inactive
         /// Whether the condition holds, from the last usable reading (or the unknown policy).
         var holds = false
-        var holdsSince: Int64?
         var stale = false
-        var lastValue: JSONValue?
-        var lastReadingAt: Int64?
-        var lastUnusable: ReadingProblem?
-        var lastTransitionAt: Int64?
-        var recentTransitions: [Int64] = []
         var flapping = false
-        var deferredUntil: Int64?
-        var timerDue: Int64?
-        var timerGeneration: UInt32 = 0
+        private var storedHoldsSince = Int64.min
+        private var storedLastReadingAt = Int64.min
+        private var storedLastTransitionAt = Int64.min
+        private var storedDeferredUntil = Int64.min
+        private var storedTimerDue = Int64.min
+        var lastValue: JSONValue?
+        /// The captured values, in the rule's `captureNames` order.
+        var labels: [String]
+        var recentTransitions: [Int64] = []
+
+        var holdsSince: Int64? {
+            get { Instance.optional(storedHoldsSince) }
+            set { storedHoldsSince = newValue ?? .min }
+        }
+        var lastReadingAt: Int64? {
+            get { Instance.optional(storedLastReadingAt) }
+            set { storedLastReadingAt = newValue ?? .min }
+        }
+        var lastTransitionAt: Int64? {
+            get { Instance.optional(storedLastTransitionAt) }
+            set { storedLastTransitionAt = newValue ?? .min }
+        }
+        var deferredUntil: Int64? {
+            get { Instance.optional(storedDeferredUntil) }
+            set { storedDeferredUntil = newValue ?? .min }
+        }
+        var timerDue: Int64? {
+            get { Instance.optional(storedTimerDue) }
+            set { storedTimerDue = newValue ?? .min }
+        }
+
+        @inline(__always)
+        private static func optional(_ value: Int64) -> Int64? { value == .min ? nil : value }
 
         init(rule: Int32, labels: [String]) {
             self.rule = rule
@@ -710,8 +747,9 @@ extension Evaluator {
             if !holds { holdsSince = nil }
         }
 
-        /// Takes in a reading the rule could not use, as the rule's `on_unknown` says.
-        mutating func observeUnusable(_ problem: ReadingProblem, policy: Rule.UnknownPolicy, at time: Int64) {
+        /// Takes in a reading the rule could not use, as the rule's `on_unknown` says (the problem itself
+        /// is kept in the evaluator's `lastProblems`).
+        mutating func observeUnusable(policy: Rule.UnknownPolicy, at time: Int64) {
             switch policy {
             case .keep: break
             case .fire:
@@ -721,7 +759,6 @@ extension Evaluator {
                 holds = false
                 holdsSince = nil
             }
-            lastUnusable = problem
         }
     }
 

@@ -66,6 +66,9 @@ extension Evaluator {
             newSlotByOld[Int32(oldSlot)] = newSlot
         }
         effects.changed = effects.changed.compactMap { newSlotByOld[$0] }
+        lastProblems = Dictionary(
+            uniqueKeysWithValues: lastProblems.compactMap { slot, problem in newSlotByOld[slot].map { ($0, problem) } }
+        )
         ruleSet = newSet
         instances = newInstances
         slotsByLabels = newSlots
@@ -117,7 +120,9 @@ extension Evaluator {
             instance.lastReadingAt = now
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
-            instances[Int(slot(rule: ruleIndex, labels: snapshot.labels))] = instance
+            let slot = slot(rule: ruleIndex, labels: snapshot.labels)
+            instances[Int(slot)] = instance
+            lastProblems[slot] = nil
             restored += 1
         }
         self.now = max(self.now, now)

@@ -98,6 +98,11 @@ struct TopicIndex: Sendable {
         }
     }
 
+    /// A topic's levels, split on `/` byte by byte (splitting `String` by `Character` costs far more).
+    static func levels(of topic: String) -> [Substring] {
+        topic.utf8.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false).map { Substring($0) }
+    }
+
     /// Appends the indexes of the rules whose pattern matches `levels`, in ascending order.
     func matches(_ levels: [Substring], into result: inout [Int]) {
         let start = result.count
@@ -122,5 +127,42 @@ struct TopicIndex: Sendable {
         if wildcardsAllowed, let next = node.singleLevel {
             collect(node: next, levels: levels, depth: depth + 1, systemTopic: systemTopic, into: &result)
         }
+    }
+}
+
+/// A set of topic patterns that answers "does any match this topic" at the cost of one trie walk,
+/// whatever the number of patterns.
+public struct TopicPatternSet: Sendable {
+    private let index: TopicIndex
+    /// When every pattern ends with a literal level: those literals, so most topics are rejected by
+    /// their last level alone.
+    private let lastLevels: Set<Substring>?
+    public let isEmpty: Bool
+
+    public init(_ patterns: [TopicPattern]) {
+        index = TopicIndex(patterns: patterns)
+        isEmpty = patterns.isEmpty
+        var lastLevels: Set<Substring>? = []
+        for pattern in patterns {
+            guard case .literal(let text)? = pattern.levels.last else {
+                lastLevels = nil
+                break
+            }
+            lastLevels?.insert(Substring(text))
+        }
+        self.lastLevels = lastLevels
+    }
+
+    /// Whether some pattern matches `topic`.
+    public func matches(_ topic: String) -> Bool {
+        guard !isEmpty else { return false }
+        if let lastLevels {
+            let utf8 = topic.utf8
+            let start = utf8.lastIndex(of: UInt8(ascii: "/")).map { utf8.index(after: $0) } ?? utf8.startIndex
+            guard lastLevels.contains(Substring(utf8[start...])) else { return false }
+        }
+        var found: [Int] = []
+        index.matches(TopicIndex.levels(of: topic), into: &found)
+        return !found.isEmpty
     }
 }

@@ -24,6 +24,7 @@ struct Run: AsyncParsableCommand {
 
     func run() async throws {
         let level = logLevel
+        WallClock.pinLocalTimeZone()
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

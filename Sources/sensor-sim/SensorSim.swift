@@ -118,6 +118,7 @@ struct ReplayRecording: AsyncParsableCommand {
 
 func bootstrapLogging(_ level: String) {
     let logLevel = Logger.Level(rawValue: level) ?? .warning
+    WallClock.pinLocalTimeZone()
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardError(label: label)
         handler.logLevel = logLevel

@@ -43,6 +43,8 @@ struct RulesEngineRunTests {
         try await harness.reading("a", "28")
         #expect(try await harness.nextCommand() == "a/fan off")
         #expect(await harness.stop(engine) == 0)
+        // Its last words count what it evaluated (pipeline-bench reads them).
+        #expect(engine.standardError.contains("instances=2 messages=5"))
     }
 
     @Test func hotReloadAppliesEditsKeepsRulesOnABrokenEditAndKeepsPendingTimers() async throws {

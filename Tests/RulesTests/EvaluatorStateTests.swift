@@ -1,5 +1,6 @@
-import Rules
 import Testing
+
+@testable import Rules
 
 @Suite("Evaluator state across reloads and restarts")
 struct EvaluatorStateTests {
@@ -72,5 +73,13 @@ struct EvaluatorStateTests {
         let fired = events.compactMap { if case .transition(let record) = $0 { record.ruleID } else { nil } }
         // "kept" keeps its pending timer; "edited" starts over and needs a new reading.
         #expect(fired == ["kept"])
+    }
+}
+
+@Suite("Evaluator memory")
+struct EvaluatorMemoryTests {
+    /// 100,000 instances are a normal deployment (10,000 sensors × 10 rules): an instance stays small.
+    @Test func anInstanceStaysSmall() {
+        #expect(MemoryLayout<Evaluator.Instance>.stride <= 112)
     }
 }

@@ -1,0 +1,297 @@
+// pipeline-bench: every performance figure of the pipeline in one run, side by side with the broker's
+// own ceiling and a Python peer, against a private mosquitto on loopback. See docs/performance.md.
+//
+//   swift run -c release pipeline-bench [--smoke] [--json FILE] [--runs N] [--skip-peer] [--only 1,2,...]
+
+import Foundation
+import MQTTTestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+setvbuf(stdout, nil, _IOLBF, 0)  // one line at a time, also into a pipe or file
+var smoke = false
+var jsonPath: String?
+var runs = 3
+var skipPeer = false
+var only: Set<Int>?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--smoke": smoke = true
+    case "--json": jsonPath = arguments.next()
+    case "--runs": runs = Int(arguments.next() ?? "") ?? runs
+    case "--skip-peer": skipPeer = true
+    case "--only": only = Set((arguments.next() ?? "").split(separator: ",").compactMap { Int($0) })
+    default:
+        print("usage: pipeline-bench [--smoke] [--json FILE] [--runs N] [--skip-peer] [--only 1,2,...]")
+        exit(2)
+    }
+}
+if smoke { runs = 1 }
+for product in ["mqtt-load", "rules-engine", "sensor-sim"]
+where !FileManager.default.fileExists(atPath: builtProductPath(product)) {
+    print("missing \(builtProductPath(product)): build with `swift build -c release` first")
+    exit(2)
+}
+
+let sizes = (
+    qos0: smoke ? 2_000 : 200_000, qos1: smoke ? 1_000 : 100_000, topics: 1_000,
+    latencySeconds: smoke ? 1.0 : 5.0, latencyRate: smoke ? 2_000.0 : 10_000.0,
+    inProcessReadings: smoke ? 20_000 : 1_000_000, inProcessSensors: smoke ? 1_000 : 10_000,
+    ruleCounts: smoke ? [10, 1_000] : [10, 1_000, 10_000], memorySensors: smoke ? 1_000 : 10_000,
+    simulatorSeconds: smoke ? 1 : 5, simulatorReplicas: smoke ? 50 : 5_000
+)
+let started = ContinuousClock.now
+let report = Report()
+let broker = try await TestBroker()
+@MainActor func prefix() -> String { "bench\(UInt32.random(in: 0...UInt32.max))" }
+@MainActor func count(qos: Int) -> Int { qos == 0 ? sizes.qos0 : sizes.qos1 }
+@MainActor func want(_ scenario: Int) -> Bool { only?.contains(scenario) ?? true }
+
+print("pipeline-bench\(smoke ? " (smoke)" : ""): mosquitto on 127.0.0.1:\(broker.port), median of \(runs) run(s)")
+print("  #  " + "figure".padded(48) + "value".padded(12, left: true) + " " + "unit".padded(12) + " target / comparison")
+
+// 1. Broker ceiling: the raw publisher and subscriber, no pipeline code.
+for qos in [0, 1] where want(1) || want(2) {
+    var rates: [Double] = []
+    for _ in 0..<runs {
+        let topic = prefix()
+        let result = try await runLoad([
+            "throughput", "\(broker.port)", "\(qos)", "\(count(qos: qos))", "\(sizes.topics)", topic,
+            "\(topic)/sensors/+/temperature", "\(count(qos: qos))",
+        ])
+        rates.append((result["received"] ?? 0) / max(result["seconds"] ?? 1, 1e-9))
+    }
+    report.add(1, "broker ceiling, QoS \(qos)", median(rates), "msg/s", "raw libmosquitto pub -> sub")
+}
+
+/// Readings/s an engine fully evaluated from the raw publisher (a sentinel reading closes the run).
+@MainActor func engineThroughput(_ engine: EngineUnderTest, qos: Int) async throws -> (rate: Double, lost: Int) {
+    var rates: [Double] = []
+    var lost = 0
+    for _ in 0..<runs {
+        let process = try await engine.start()
+        let result = try await runLoad([
+            "throughput", "\(engine.broker.port)", "\(qos)", "\(count(qos: qos))", "\(sizes.topics)", engine.prefix,
+            "\(engine.prefix)/actuators/sentinel/#", "0",
+        ])
+        let evaluated = await EngineUnderTest.stop(process) - 1
+        guard (result["received"] ?? 0) >= 1 else { throw BenchError("\(engine.name) never answered the sentinel") }
+        rates.append(Double(evaluated) / max(result["seconds"] ?? 1, 1e-9))
+        lost = max(lost, count(qos: qos) - evaluated)
+    }
+    return (median(rates), lost)
+}
+
+// 2. Engine throughput, against the ceiling measured above.
+var engineRates: [Int: Double] = [:]
+for qos in [0, 1] where want(2) || want(3) || want(7) {
+    let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)
+    let (rate, lost) = try await engineThroughput(engine, qos: qos)
+    engineRates[qos] = rate
+    let ceiling = report.value("broker ceiling, QoS \(qos)") ?? 0
+    report.add(
+        2,
+        "rules-engine, 1,000 rules, QoS \(qos)",
+        rate,
+        "readings/s",
+        "\(ratio(rate, ceiling)) broker (target ≥ 0.90×)\(lost > 0 ? "; \(lost) not delivered to it" : "")"
+    )
+}
+
+/// Sensor -> command latency through an engine (or pub -> sub through the broker when `engine` is nil).
+@MainActor func latency(_ engine: EngineUnderTest?, rate: Double) async throws -> [String: Double] {
+    let process = try await engine?.start()
+    defer { if let process { process.signal(SIGKILL) } }
+    let topic = engine?.prefix ?? prefix()
+    let result = try await runLoad([
+        "latency", "\(broker.port)", "0", "\(Int(rate))", "\(sizes.latencySeconds)", "\(sizes.topics)", topic,
+        engine == nil ? "broker" : "engine",
+    ])
+    if let process {
+        _ = await EngineUnderTest.stop(process)
+    }
+    return result
+}
+
+@MainActor func addLatency(
+    _ scenario: Int,
+    _ label: String,
+    _ result: [String: Double],
+    _ note: (Double) -> String = { _ in "" }
+) {
+    let p99 = (result["p99_us"] ?? 0) / 1000
+    report.add(scenario, "\(label) p50", (result["p50_us"] ?? 0) / 1000, "ms")
+    report.add(scenario, "\(label) p99", p99, "ms", note(p99))
+    report.add(
+        scenario,
+        "\(label) p99.9",
+        (result["p999_us"] ?? 0) / 1000,
+        "ms",
+        "\(Int(result["samples"] ?? 0)) samples"
+    )
+}
+
+// 3. Latency at 10k readings/s and at half the engine's maximum, next to the broker's own pub -> sub.
+let halfMaximum = max(1_000, min((engineRates[0] ?? 0) / 2, 200_000))
+var ourLatencyP99: Double = 0
+for rate in smoke ? [sizes.latencyRate] : [sizes.latencyRate, halfMaximum.rounded()] where want(3) || want(7) {
+    let direct = try await latency(nil, rate: rate)
+    let brokerP99 = (direct["p99_us"] ?? 0) / 1000
+    addLatency(3, "broker pub->sub @\(Int(rate))/s", direct)
+    let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)
+    let through = try await latency(engine, rate: rate)
+    addLatency(3, "sensor->command @\(Int(rate))/s", through) { p99 in
+        if rate == sizes.latencyRate { ourLatencyP99 = p99 }
+        return String(format: "target ≤ 2×broker+0.3 = %.2f ms", 2 * brokerP99 + 0.3)
+    }
+}
+
+// 4. The Rules core in process.
+for steady in [false, true] where want(4) {
+    let readings = InProcessEvaluation.makeReadings(
+        count: sizes.inProcessReadings,
+        sensors: sizes.inProcessSensors,
+        steady: steady
+    )
+    var baseline: Double?
+    for ruleCount in sizes.ruleCounts {
+        let result = try InProcessEvaluation.measure(
+            ruleCount: ruleCount,
+            readings: readings,
+            sensors: sizes.inProcessSensors,
+            runs: runs
+        )
+        baseline = baseline ?? result.readingsPerSecond
+        let workload = steady ? "no transitions" : "random walk"
+        report.add(
+            4,
+            "in process, \(ruleCount) rules, \(workload)",
+            result.readingsPerSecond,
+            "readings/s",
+            "\(ratio(result.readingsPerSecond, baseline ?? 1)) of 10 rules; target ≥ 2,000,000, flat within 20 %"
+        )
+        report.add(
+            4,
+            "  allocations per reading, \(ruleCount) rules, \(workload)",
+            result.allocationsPerReading,
+            "allocs",
+            "target ≤ 1 (\(result.actions) actions, \(result.instances) instances)"
+        )
+    }
+}
+
+// 5. Engine memory with 10,000 sensors x 1,000 rules (100,000 instances).
+if want(5) {
+    let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)
+    let process = try await engine.start()
+    _ = try await runLoad([
+        "throughput", "\(broker.port)", "1", "\(sizes.memorySensors * 2)", "\(sizes.memorySensors)", engine.prefix,
+        "\(engine.prefix)/actuators/sentinel/#", "0",
+    ])
+    let peak = peakResidentMegabytes(process.pid)
+    _ = await EngineUnderTest.stop(process)
+    let instances =
+        process.standardError.split(separator: "\n").last { $0.contains("instances=") }
+        .flatMap { line in line.range(of: "instances=").map { Int(line[$0.upperBound...].prefix { $0.isNumber }) ?? 0 }
+        }
+        ?? 0
+    report.add(5, "engine peak RSS, \(instances) instances", peak, "MB", "target ≤ 50 MB")
+}
+
+// 6. The simulator.
+if want(6) {
+    let devices = repositoryRoot + "/Devices/server-room.yaml"  // two devices per replica
+    var rates: [Double] = []
+    for _ in 0..<runs {
+        let process = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "run", devices, "--broker", broker.url.description, "--replicas", "\(sizes.simulatorReplicas)",
+                "--rate", "100",
+                "--duration", "\(sizes.simulatorSeconds)s", "--qos", "0",
+            ]
+        )
+        try await process.waitForLine("ready")
+        _ = await process.waitForExit()
+        let published =
+            process.standardError.split(separator: "\n").last { $0.hasPrefix("published ") }
+            .flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        rates.append(Double(published) / Double(sizes.simulatorSeconds))
+    }
+    let devicesSimulated = sizes.simulatorReplicas * 2
+    report.add(
+        6,
+        "sensor-sim, \(devicesSimulated) devices asking 100 Hz, QoS 0",
+        median(rates),
+        "readings/s",
+        "target ≥ 100,000"
+    )
+    let process = try ChildProcess(
+        builtProductPath("sensor-sim"),
+        [
+            "run", devices, "--broker", broker.url.description, "--replicas", "\(sizes.simulatorReplicas)", "--rate",
+            "1",
+            "--qos", "0",
+        ]
+    )
+    try await process.waitForLine("ready")
+    try await Task.sleep(for: .seconds(1))  // the first interval's spread settles
+    let before = cpuSeconds(process.pid)
+    let start = ContinuousClock.now
+    try await Task.sleep(for: .seconds(sizes.simulatorSeconds))
+    let load = (cpuSeconds(process.pid) - before) / seconds(ContinuousClock.now - start)
+    process.signal(SIGTERM)
+    _ = await process.waitForExit()
+    report.add(6, "sensor-sim, \(devicesSimulated) devices at 1 Hz", load, "cores", "target ≤ 1")
+}
+
+// 7. The Python peer, same rules, same publisher.
+if !want(7) {
+} else if skipPeer {
+    print("  7  python peer skipped (--skip-peer)")
+} else {
+    let (python, problem) = await peerPython()
+    if let python {
+        for qos in [0, 1] {
+            let peer = EngineUnderTest(kind: .peer(python: python), broker: broker, prefix: prefix(), ruleCount: 1_000)
+            let (rate, lost) = try await engineThroughput(peer, qos: qos)
+            report.add(
+                7,
+                "python peer, 1,000 rules, QoS \(qos)",
+                rate,
+                "readings/s",
+                "ours \(ratio(engineRates[qos] ?? 0, rate)) (target ≥ 2×)\(lost > 0 ? "; \(lost) not delivered to it" : "")"
+            )
+        }
+        let peer = EngineUnderTest(kind: .peer(python: python), broker: broker, prefix: prefix(), ruleCount: 1_000)
+        addLatency(
+            7,
+            "python peer sensor->command @\(Int(sizes.latencyRate))/s",
+            try await latency(peer, rate: sizes.latencyRate)
+        ) {
+            p99 in "ours \(ratio(ourLatencyP99, p99)) (target ≤ 0.5×)"
+        }
+    } else {
+        print("  7  python peer skipped: \(problem ?? "no python")")
+    }
+}
+
+broker.stop()
+let elapsed = seconds(ContinuousClock.now - started)
+print(String(format: "done in %.0f s", elapsed))
+if let jsonPath {
+    struct Output: Codable {
+        var smoke: Bool
+        var runs: Int
+        var seconds: Double
+        var figures: [Figure]
+    }
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    try encoder.encode(Output(smoke: smoke, runs: runs, seconds: elapsed, figures: report.figures))
+        .write(to: URL(fileURLWithPath: jsonPath))
+    print("figures written to \(jsonPath)")
+}
