@@ -5,6 +5,11 @@ import MQTTTestSupport
 import Glibc
 #endif
 
+/// Writes a line to stdout at once (progress shows in a pipe or a file too).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
 /// One figure of the run, as printed and as written to `--json`.
 struct Figure: Codable {
     var scenario: Int
@@ -23,7 +28,7 @@ final class Report {
         let figure = Figure(scenario: scenario, name: name, value: value, unit: unit, note: note)
         figures.append(figure)
         let number = value >= 100 || value == value.rounded() ? String(Int(value)) : String(format: "%.2f", value)
-        print(
+        say(
             "  \(scenario)  " + name.padded(48) + number.padded(12, left: true) + " " + unit.padded(12) + " " + note
         )
     }

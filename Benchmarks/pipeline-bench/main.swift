@@ -10,7 +10,6 @@ import MQTTTestSupport
 import Glibc
 #endif
 
-setvbuf(stdout, nil, _IOLBF, 0)  // one line at a time, also into a pipe or file
 var smoke = false
 var jsonPath: String?
 var runs = 3
@@ -25,14 +24,14 @@ while let argument = arguments.next() {
     case "--skip-peer": skipPeer = true
     case "--only": only = Set((arguments.next() ?? "").split(separator: ",").compactMap { Int($0) })
     default:
-        print("usage: pipeline-bench [--smoke] [--json FILE] [--runs N] [--skip-peer] [--only 1,2,...]")
+        say("usage: pipeline-bench [--smoke] [--json FILE] [--runs N] [--skip-peer] [--only 1,2,...]")
         exit(2)
     }
 }
 if smoke { runs = 1 }
 for product in ["mqtt-load", "rules-engine", "sensor-sim"]
 where !FileManager.default.fileExists(atPath: builtProductPath(product)) {
-    print("missing \(builtProductPath(product)): build with `swift build -c release` first")
+    say("missing \(builtProductPath(product)): build with `swift build -c release` first")
     exit(2)
 }
 
@@ -50,8 +49,8 @@ let broker = try await TestBroker()
 @MainActor func count(qos: Int) -> Int { qos == 0 ? sizes.qos0 : sizes.qos1 }
 @MainActor func want(_ scenario: Int) -> Bool { only?.contains(scenario) ?? true }
 
-print("pipeline-bench\(smoke ? " (smoke)" : ""): mosquitto on 127.0.0.1:\(broker.port), median of \(runs) run(s)")
-print("  #  " + "figure".padded(48) + "value".padded(12, left: true) + " " + "unit".padded(12) + " target / comparison")
+say("pipeline-bench\(smoke ? " (smoke)" : ""): mosquitto on 127.0.0.1:\(broker.port), median of \(runs) run(s)")
+say("  #  " + "figure".padded(48) + "value".padded(12, left: true) + " " + "unit".padded(12) + " target / comparison")
 
 // 1. Broker ceiling: the raw publisher and subscriber, no pipeline code.
 for qos in [0, 1] where want(1) || want(2) {
@@ -251,7 +250,7 @@ if want(6) {
 // 7. The Python peer, same rules, same publisher.
 if !want(7) {
 } else if skipPeer {
-    print("  7  python peer skipped (--skip-peer)")
+    say("  7  python peer skipped (--skip-peer)")
 } else {
     let (python, problem) = await peerPython()
     if let python {
@@ -275,13 +274,13 @@ if !want(7) {
             p99 in "ours \(ratio(ourLatencyP99, p99)) (target ≤ 0.5×)"
         }
     } else {
-        print("  7  python peer skipped: \(problem ?? "no python")")
+        say("  7  python peer skipped: \(problem ?? "no python")")
     }
 }
 
 broker.stop()
 let elapsed = seconds(ContinuousClock.now - started)
-print(String(format: "done in %.0f s", elapsed))
+say(String(format: "done in %.0f s", elapsed))
 if let jsonPath {
     struct Output: Codable {
         var smoke: Bool
@@ -293,5 +292,5 @@ if let jsonPath {
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
     try encoder.encode(Output(smoke: smoke, runs: runs, seconds: elapsed, figures: report.figures))
         .write(to: URL(fileURLWithPath: jsonPath))
-    print("figures written to \(jsonPath)")
+    say("figures written to \(jsonPath)")
 }
