@@ -220,7 +220,8 @@ public struct Evaluator: Sendable {
         let levels = Evaluator.levels(of: topic)
         matchBuffer.removeAll(keepingCapacity: true)
         ruleSet.index.matches(levels, into: &matchBuffer)
-        var resolution = Resolution()
+        var targets: [RouteTarget] = []
+        var fields: [Int] = []
         var keyRanges = [RuleSet.sequenceKeyRange]
         var previousCapture: [String] = []
         for ruleIndex in matchBuffer {
@@ -230,18 +231,21 @@ public struct Evaluator: Sendable {
             if captured == previousCapture { captured = previousCapture } else { previousCapture = captured }
             let fieldIndex = ruleSet.cores[ruleIndex].fieldIndex
             let position =
-                resolution.fields.firstIndex(of: fieldIndex)
+                fields.firstIndex(of: fieldIndex)
                 ?? {
-                    resolution.fields.append(fieldIndex)
+                    fields.append(fieldIndex)
                     if let range = ruleSet.keyRanges[fieldIndex] { keyRanges.append(range) }
-                    return resolution.fields.count - 1
+                    return fields.count - 1
                 }()
             let slot =
                 captured.allSatisfy(TopicPattern.isSafeCaptureValue) ? self.slot(rule: ruleIndex, labels: captured) : -1
-            resolution.targets.append(RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position)))
+            targets.append(RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position)))
         }
-        resolution.keyRanges = keyRanges.count == resolution.fields.count + 1 ? keyRanges : nil
-        return resolution
+        return Resolution(
+            targets: targets,
+            fields: fields,
+            keyRanges: keyRanges.count == fields.count + 1 ? keyRanges : nil
+        )
     }
 
     /// Fills `fieldValues` (`seq`, then the route's fields) from a payload; returns its integral `seq`.
@@ -317,6 +321,15 @@ public struct Evaluator: Sendable {
         }
         let slot = Int(target.slot)
         let core = ruleSet.cores[ruleIndex]
+        // The common case, a number for a threshold rule, without building a Result.
+        if core.valueType == .number, !core.comparesByEquality,
+            case .number(let number)? = fieldValues[Int(target.field) + 1]
+        {
+            let holds = core.holds(number: number, firing: instances[slot].phase.isFiring)
+            instances[slot].observe(.number(number), holds: holds, at: time)
+            step(slot: slot, at: time, into: &events)
+            return
+        }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
             let holds: Bool
@@ -769,14 +782,21 @@ extension Evaluator {
         var resolution: Resolution?
     }
 
-    /// The instances a topic feeds under the current rule set and the payload fields they read.
-    struct Resolution: Sendable {
+    /// The instances a topic feeds under the current rule set and the payload fields they read
+    /// (a class: handing it out per reading costs one retain, not one per array).
+    final class Resolution: Sendable {
         /// Empty when no rule matches the topic.
-        var targets: [RouteTarget] = []
+        let targets: [RouteTarget]
         /// The distinct fields read (indexes into `RuleSet.fields`); a target's `field` is a position here.
-        var fields: [Int] = []
+        let fields: [Int]
         /// `seq`'s key range, then each field's, for `PayloadScanner`; nil when a field is a dotted path.
-        var keyRanges: [Range<Int>]? = []
+        let keyRanges: [Range<Int>]?
+
+        init(targets: [RouteTarget], fields: [Int], keyRanges: [Range<Int>]?) {
+            self.targets = targets
+            self.fields = fields
+            self.keyRanges = keyRanges
+        }
     }
 
     /// One rule instance a topic feeds; `slot` is -1 when a captured value is unsafe (reported per reading).
