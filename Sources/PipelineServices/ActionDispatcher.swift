@@ -18,10 +18,17 @@ public final class ActionDispatcher: Sendable {
     private let continuation: AsyncStream<Job>.Continuation
     private let maximumInFlight: Int
     private let finished = Atomic<Bool>(false)
+    private let metrics: EngineMetrics
 
-    public init(handlers: [any ActionHandler], logger: Logger, maximumInFlight: Int = 256) {
+    public init(
+        handlers: [any ActionHandler],
+        logger: Logger,
+        metrics: EngineMetrics = .discarded,
+        maximumInFlight: Int = 256
+    ) {
         self.handlers = handlers
         self.logger = logger
+        self.metrics = metrics
         self.maximumInFlight = maximumInFlight
         (stream, continuation) = AsyncStream.makeStream(of: Job.self)
     }
@@ -87,12 +94,14 @@ public final class ActionDispatcher: Sendable {
     private func complete(_ job: Job) async {
         do {
             try await job.run()
+            metrics.action(handler: job.handler.name, succeeded: true)
         } catch {
             logFailure(of: job.action, handler: job.handler, error: error)
         }
     }
 
     private func logFailure(of action: FiredAction, handler: any ActionHandler, error: any Error) {
+        metrics.action(handler: handler.name, succeeded: false)
         logger.error(
             "action failed",
             metadata: [

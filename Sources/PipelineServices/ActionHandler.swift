@@ -6,6 +6,17 @@ public protocol ActionHandler: Sendable {
     func handles(_ action: RenderedAction) -> Bool
     /// Runs the action; throws when it failed (the failure is logged and counted).
     func perform(_ action: FiredAction) async throws
+    /// A short name for logs and metrics (`publish`, `log`, `command`).
+    var name: String { get }
+}
+
+extension ActionHandler {
+    /// The type's name without `ActionHandler`, lowercased: `PublishActionHandler` → `publish`.
+    public var name: String {
+        var name = String(describing: type(of: self))
+        if name.hasSuffix("ActionHandler") { name.removeLast("ActionHandler".count) }
+        return name.lowercased()
+    }
 }
 
 /// A handler that can start its action synchronously on the thread that decided it (an MQTT publish is

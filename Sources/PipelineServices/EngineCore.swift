@@ -20,6 +20,7 @@ final class EngineCore: Sendable {
     let store: InstanceStateStore?
     let audit: AuditTrail?
     let logger: Logger
+    let metrics: EngineMetrics
     /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
     let announce: @Sendable (JSONValue) -> Void
 
@@ -30,6 +31,7 @@ final class EngineCore: Sendable {
         store: InstanceStateStore?,
         audit: AuditTrail?,
         logger: Logger,
+        metrics: EngineMetrics = .discarded,
         announce: @escaping @Sendable (JSONValue) -> Void = { _ in }
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
@@ -41,6 +43,7 @@ final class EngineCore: Sendable {
         self.store = store
         self.audit = audit
         self.logger = logger
+        self.metrics = metrics
         self.announce = announce
     }
 
@@ -61,6 +64,11 @@ final class EngineCore: Sendable {
     /// Messages evaluated since the start (readings and actuator states).
     var handledCount: Int { messagesHandled.load(ordering: .relaxed) }
 
+    /// Every rule instance (of one rule, when given).
+    func instanceReports(ruleID: String?) -> [InstanceReport] {
+        locked.withLock { $0.evaluator.instanceReports(ruleID: ruleID) }
+    }
+
     /// Rule instances alive.
     var instanceCount: Int { locked.withLock { $0.evaluator.instanceCount } }
 
@@ -72,14 +80,24 @@ final class EngineCore: Sendable {
     /// Evaluates one message (a reading, an actuator's state, or both).
     func handle(_ message: MQTTMessage, at time: Int64) {
         messagesHandled.add(1, ordering: .relaxed)
+        metrics.readingsReceived.increment()
+        let start = EngineMetrics.now()
         var events: [EvaluationEvent] = []
-        let (isState, snapshots) = locked.withLock { locked -> (Bool, [InstanceSnapshot]) in
+        let (isState, evaluated, snapshots) = locked.withLock { locked -> (Bool, Bool, [InstanceSnapshot]) in
             let isState = locked.statePatterns.matches(message.topic)
+            let before = locked.evaluator.evaluatedReadingCount
             locked.evaluator.process(
                 Reading(topic: message.topic, payload: message.payload, timestamp: time),
                 into: &events
             )
-            return (isState, locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : [])
+            return (
+                isState, locked.evaluator.evaluatedReadingCount != before,
+                locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
+            )
+        }
+        if evaluated {
+            metrics.readingsEvaluated.increment()
+            metrics.evaluationDuration.recordNanoseconds(Int64(EngineMetrics.now() &- start))
         }
         persist(snapshots)
         if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time) {
@@ -146,6 +164,7 @@ final class EngineCore: Sendable {
         for event in events {
             switch event {
             case .transition(let record):
+                metrics.transition(rule: record.ruleID, kind: record.transition.rawValue)
                 audit?.record(record, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: record.ruleID) })
                 announce(
                     .object([
@@ -170,12 +189,14 @@ final class EngineCore: Sendable {
                 desiredState.record(action, at: time)
                 send(action)
             case .unusable(let ruleID, let topic, let problem, _):
+                metrics.rejected(problem.code)
                 problems.record(
                     problem.code,
                     at: time,
                     detail: ["rule": "\(ruleID)", "topic": "\(topic)", "problem": "\(problem)"]
                 )
             case .sequenceGap(let topic, let missing, _):
+                metrics.readingsLost.increment(by: Int64(clamping: missing))
                 problems.record(
                     "sequence_gap",
                     at: time,
@@ -184,6 +205,7 @@ final class EngineCore: Sendable {
                     detail: ["topic": "\(topic)", "missing": "\(missing)"]
                 )
             case .duplicate(let topic, let sequence, _):
+                metrics.duplicates.increment()
                 problems.record(
                     "duplicate",
                     at: time,

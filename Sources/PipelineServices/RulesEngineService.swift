@@ -21,6 +21,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var shutdownTimeout: Duration = .seconds(10)
     /// Least time between two re-sends of a command to an actuator that reports another state.
     public var resendIntervalMilliseconds: Int64 = 5_000
+    /// Where the engine's metrics go (`rules-engine run` makes a Prometheus registry for `--http`).
+    public var metrics: EngineMetrics = .discarded
 
     public init(rulesDirectory: String, stateDirectory: String? = nil, mqtt: MQTTConfiguration) {
         self.rulesDirectory = rulesDirectory
@@ -72,7 +74,8 @@ public final class RulesEngineService: Service {
                 PublishActionHandler(client: client), LogActionHandler(logger: logger),
                 CommandActionHandler(logger: logger),
             ],
-            logger: logger
+            logger: logger,
+            metrics: configuration.metrics
         )
         core = EngineCore(
             ruleSet: ruleSet,
@@ -81,6 +84,7 @@ public final class RulesEngineService: Service {
             store: store,
             audit: try configuration.auditFile.map { try AuditTrail(path: $0) },
             logger: logger,
+            metrics: configuration.metrics,
             announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
                 _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
             }
@@ -94,6 +98,7 @@ public final class RulesEngineService: Service {
             )
         }
         logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "filters": "\(core.filters)"])
+        recordReload(succeeded: true, rules: ruleSet.rules.count)
     }
 
     public func run() async throws {
@@ -135,11 +140,16 @@ public final class RulesEngineService: Service {
 
     /// Publishes `online` (retained) on every connect; the will says `offline`.
     private func keepPresence() async throws {
+        var connections = 0
         for await event in client.connectionEvents() {
             guard case .connected = event else {
+                configuration.metrics.connected.record(0)
                 logger.warning("connection to the broker lost; reconnecting")
                 continue
             }
+            configuration.metrics.connected.record(1)
+            connections += 1
+            if connections > 1 { configuration.metrics.reconnects.increment() }
             do {
                 try await client.publish("online", to: statusTopic, qos: .atLeastOnce, retain: true)
             } catch {
@@ -159,6 +169,7 @@ public final class RulesEngineService: Service {
             let oversize = client.oversizeMessageCount
             if oversize > lastOversize {
                 for _ in lastOversize..<oversize {
+                    configuration.metrics.rejected("too_large")
                     core.problems.record(
                         "too_large",
                         at: now,
@@ -215,11 +226,14 @@ public final class RulesEngineService: Service {
             for diagnostic in error.diagnostics {
                 logger.error("\(diagnostic.location): \(diagnostic.message)")
             }
+            recordReload(succeeded: false)
             return
         } catch {
             logger.error("reload failed; keeping the last good rules", metadata: ["error": "\(error)"])
+            recordReload(succeeded: false)
             return
         }
+        recordReload(succeeded: true, rules: ruleSet.rules.count)
         guard ruleSet.rules != core.ruleSet.rules else {
             // An editor's temporary file, a touch, or a second event for an edit already applied.
             logger.info("rules unchanged", metadata: ["trigger": "\(reason)", "rules": "\(ruleSet.rules.count)"])
@@ -242,6 +256,29 @@ public final class RulesEngineService: Service {
                 "unsubscribed": "\(removed)",
             ]
         )
+    }
+}
+
+extension RulesEngineService {
+    /// Why the engine is not healthy (not connected, no rules), or nil when it is.
+    public var healthProblem: String? {
+        if !client.isConnected { return "not connected to the broker" }
+        if core.ruleSet.rules.isEmpty { return "no rules loaded" }
+        return nil
+    }
+
+    /// The rules in effect.
+    public var ruleSet: RuleSet { core.ruleSet }
+
+    /// Every rule instance (of one rule, when given), as `/api/instances` shows them.
+    public func instanceReports(ruleID: String? = nil) -> [InstanceReport] {
+        core.instanceReports(ruleID: ruleID)
+    }
+
+    func recordReload(succeeded: Bool, rules: Int? = nil) {
+        configuration.metrics.lastReloadSuccess.record(succeeded ? 1 : 0)
+        configuration.metrics.lastReloadTime.record(Double(WallClock.nowMilliseconds()) / 1000)
+        if let rules { configuration.metrics.rulesLoaded.record(rules) }
     }
 }
 

@@ -140,6 +140,10 @@ public struct Evaluator: Sendable {
     private var matchBuffer: [Int] = []
     /// The last unusable reading's problem per slot (rare, so not in every instance), for reasons.
     var lastProblems: [Int32: ReadingProblem] = [:]
+    /// The reason of each instance's last transition, by slot (for `instanceReports`).
+    var lastReasons: [Int32: String] = [:]
+    /// Readings that reached at least one rule instance (not duplicates, not on unmatched topics).
+    public private(set) var evaluatedReadingCount = 0
     /// The current reading's `seq` and fields, by position in its route (reused: no allocation per reading).
     private var fieldValues: [JSONValue?] = []
 
@@ -190,6 +194,7 @@ public struct Evaluator: Sendable {
                 )
             else { return }
         }
+        evaluatedReadingCount &+= 1
         for target in resolution.targets {
             evaluate(topic: reading.topic, target: target, at: time, into: &events)
         }
@@ -478,6 +483,7 @@ public struct Evaluator: Sendable {
             if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
         }
         let reason = reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
+        lastReasons[Int32(slot)] = reason
         instance.phase = kind == .fire ? .firing(since: time) : .inactive
         if kind == .clear {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.

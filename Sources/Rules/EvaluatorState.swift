@@ -69,6 +69,9 @@ extension Evaluator {
         lastProblems = Dictionary(
             uniqueKeysWithValues: lastProblems.compactMap { slot, problem in newSlotByOld[slot].map { ($0, problem) } }
         )
+        lastReasons = Dictionary(
+            uniqueKeysWithValues: lastReasons.compactMap { slot, reason in newSlotByOld[slot].map { ($0, reason) } }
+        )
         ruleSet = newSet
         instances = newInstances
         slotsByLabels = newSlots
@@ -123,6 +126,7 @@ extension Evaluator {
             let slot = slot(rule: ruleIndex, labels: snapshot.labels)
             instances[Int(slot)] = instance
             lastProblems[slot] = nil
+            lastReasons[slot] = nil
             restored += 1
         }
         self.now = max(self.now, now)
@@ -161,6 +165,84 @@ extension Evaluator {
             instances[slot].timerDue = nil
             let core = ruleSet.cores[Int(instances[slot].rule)]
             Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
+        }
+    }
+}
+
+/// One rule instance as people look at it (`/api/instances`, `rules-engine explain`).
+public struct InstanceReport: Sendable, Hashable {
+    public var ruleID: String
+    public var labels: [Label]
+    /// `inactive`, `pending` or `firing`.
+    public var state: InstanceSnapshot.Phase
+    /// When it became pending or firing (nil when inactive).
+    public var since: Int64?
+    public var lastValue: JSONValue?
+    public var lastReadingAt: Int64?
+    public var lastTransitionAt: Int64?
+    /// Why it last fired or cleared.
+    public var lastReason: String?
+    /// When its next timer (`for`, `stale`, a deferred transition) is due.
+    public var nextTimerDue: Int64?
+    public var stale: Bool
+    public var flapping: Bool
+
+    /// As a JSON object, keys in a stable order.
+    public var json: JSONValue {
+        func number(_ value: Int64?) -> JSONValue { value.map { .number(Double($0)) } ?? .null }
+        return .object([
+            ("rule", .string(ruleID)),
+            ("labels", .object(labels.map { ($0.name, .string($0.value)) })),
+            ("state", .string(state.rawValue)),
+            ("since", number(since)),
+            ("last_value", lastValue ?? .null),
+            ("last_reading_at", number(lastReadingAt)),
+            ("last_transition_at", number(lastTransitionAt)),
+            ("last_reason", lastReason.map(JSONValue.string) ?? .null),
+            ("next_timer_due", number(nextTimerDue)),
+            ("stale", .bool(stale)),
+            ("flapping", .bool(flapping)),
+        ])
+    }
+}
+
+extension Evaluator {
+    /// Every instance (of one rule, when `ruleID` is given), in rule order, then by labels.
+    public func instanceReports(ruleID: String? = nil) -> [InstanceReport] {
+        var reports: [InstanceReport] = []
+        for (slot, instance) in instances.enumerated() {
+            let rule = ruleSet.rules[Int(instance.rule)]
+            if let ruleID, rule.id != ruleID { continue }
+            let state: InstanceSnapshot.Phase
+            var since: Int64?
+            switch instance.phase {
+            case .inactive: state = .inactive
+            case .pending(let start):
+                state = .pending
+                since = start
+            case .firing(let start):
+                state = .firing
+                since = start
+            }
+            reports.append(
+                InstanceReport(
+                    ruleID: rule.id,
+                    labels: zip(rule.topic.captureNames, instance.labels).map { Label(name: $0, value: $1) },
+                    state: state,
+                    since: since,
+                    lastValue: instance.lastValue,
+                    lastReadingAt: instance.lastReadingAt,
+                    lastTransitionAt: instance.lastTransitionAt,
+                    lastReason: lastReasons[Int32(slot)],
+                    nextTimerDue: instance.timerDue,
+                    stale: instance.stale,
+                    flapping: instance.flapping
+                )
+            )
+        }
+        let order = Dictionary(ruleSet.rules.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+        return reports.sorted {
+            (order[$0.ruleID] ?? 0, $0.labels.description) < (order[$1.ruleID] ?? 0, $1.labels.description)
         }
     }
 }

@@ -6,7 +6,7 @@ struct RulesEngine: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules-engine",
         abstract: "Evaluate threshold rules on sensor readings and drive actuators.",
-        subcommands: [Run.self, Check.self, Replay.self, Diff.self, Test.self]
+        subcommands: [Run.self, Check.self, Replay.self, Diff.self, Test.self, Explain.self]
     )
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PipelineServices
+import Prometheus
 import Rules
 import ServiceLifecycle
 
@@ -20,6 +21,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: Logger.Level = .info
     @Option(help: "Least time between re-sends of a command an actuator did not apply (e.g. 5s).")
     var resendInterval: String = "5s"
+    @Option(help: "Serve /metrics, /healthz and /api/… on HOST:PORT (e.g. 127.0.0.1:9464); off by default.")
+    var http: String?
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -38,28 +41,52 @@ struct Run: AsyncParsableCommand {
         var configuration = RulesEngineConfiguration(rulesDirectory: rules, stateDirectory: stateDir, mqtt: mqtt)
         configuration.resendIntervalMilliseconds = resendMilliseconds
         configuration.auditFile = audit
+        let listen = try http.map(Run.hostAndPort)
+        let registry = PrometheusCollectorRegistry()
+        if listen != nil {
+            configuration.metrics = EngineMetrics(factory: EngineHTTPServer.metricsFactory(registry: registry))
+        }
+        let readiness = Readiness(parts: listen == nil ? 1 : 2) {
+            print("ready")
+            fflush(nil)
+        }
         let engine: RulesEngineService
         do {
-            engine = try RulesEngineService(
-                configuration: configuration,
-                logger: logger,
-                onReady: {
-                    print("ready")
-                    fflush(nil)
-                }
-            )
+            engine = try RulesEngineService(configuration: configuration, logger: logger, onReady: readiness.arrive)
         } catch let error as RuleLoadError {
             for diagnostic in error.diagnostics { FileHandleOutput.standardError.write("\(diagnostic)\n") }
             throw ExitCode.failure
         }
+        var services: [any Service] = [engine.client, engine]
+        if let listen {
+            services.append(
+                EngineHTTPServer.make(
+                    engine: engine,
+                    registry: registry,
+                    host: listen.host,
+                    port: listen.port,
+                    logger: logger,
+                    onRunning: readiness.arrive
+                )
+            )
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [engine.client, engine],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             )
         )
         try await group.run()
+    }
+}
+
+extension Run {
+    static func hostAndPort(_ text: String) throws -> (host: String, port: Int) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port), colon > text.startIndex
+        else { throw ValidationError("--http '\(text)' is not HOST:PORT (e.g. 127.0.0.1:9464)") }
+        return (String(text[..<colon]), port)
     }
 }
 

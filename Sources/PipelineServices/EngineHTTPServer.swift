@@ -1,0 +1,102 @@
+import Hummingbird
+import Logging
+import Prometheus
+import Rules
+import ServiceLifecycle
+
+/// `rules-engine run --http HOST:PORT`: metrics, health and the engine's state over HTTP.
+///
+/// - `GET /metrics`: Prometheus text format, from the engine's own registry.
+/// - `GET /healthz`: 200 `ok` when connected to the broker with rules loaded, 503 and the reason otherwise.
+/// - `GET /api/instances[?rule=ID]`: every rule instance as JSON (labels, state, last value, since,
+///   the reason of the last transition, the next timer).
+/// - `GET /api/rules`: every rule with its source `file:line`.
+public enum EngineHTTPServer {
+    /// The HTTP service for `engine`; run it in the engine's service group.
+    public static func make(
+        engine: RulesEngineService,
+        registry: PrometheusCollectorRegistry,
+        host: String,
+        port: Int,
+        logger: Logger,
+        onRunning: @escaping @Sendable () -> Void
+    ) -> some Service {
+        let router = Router()
+        router.get("/metrics") { _, _ -> Response in
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(16 * 1024)
+            registry.emit(into: &buffer)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: buffer))
+            )
+        }
+        router.get("/healthz") { _, _ -> Response in
+            let problem = engine.healthProblem
+            return Response(
+                status: problem == nil ? .ok : .serviceUnavailable,
+                headers: [.contentType: "text/plain; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: (problem ?? "ok") + "\n"))
+            )
+        }
+        router.get("/api/instances") { request, _ -> Response in
+            let ruleID = request.uri.queryParameters.get("rule")
+            return json(.array(engine.instanceReports(ruleID: ruleID).map(\.json)))
+        }
+        router.get("/api/rules") { _, _ -> Response in
+            json(.array(engine.ruleSet.rules.map(ruleJSON)))
+        }
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(host, port: port), serverName: "rules-engine"),
+            onServerRunning: { channel in
+                logger.info("http listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+                onRunning()
+            },
+            logger: logger
+        )
+    }
+
+    /// A Prometheus metrics factory for `EngineMetrics`, with evaluation-time buckets in microseconds.
+    public static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["sensor_pipeline_evaluation_duration_seconds"] = [
+            .microseconds(1), .microseconds(2), .microseconds(5), .microseconds(10), .microseconds(25),
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(1000), .milliseconds(10),
+        ]
+        return factory
+    }
+
+    static func json(_ value: JSONValue) -> Response {
+        Response(
+            status: .ok,
+            headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(string: value.jsonText))
+        )
+    }
+
+    static func ruleJSON(_ rule: Rule) -> JSONValue {
+        func milliseconds(_ value: Int64?) -> JSONValue { value.map { .string(RuleDuration.format($0)) } ?? .null }
+        let condition: (String, JSONValue)
+        switch rule.condition {
+        case .above(let value): condition = ("above", .number(value))
+        case .below(let value): condition = ("below", .number(value))
+        case .between(let low, let high): condition = ("between", .array([.number(low), .number(high)]))
+        case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
+        case .equals(let value): condition = ("equals", value)
+        }
+        return .object([
+            ("id", .string(rule.id)),
+            ("description", rule.description.map(JSONValue.string) ?? .null),
+            ("topic", .string(rule.topic.description)),
+            ("field", .string(rule.field.joined(separator: "."))),
+            condition,
+            ("clear", rule.clear.map(JSONValue.number) ?? .null),
+            ("for", milliseconds(rule.forMilliseconds)),
+            ("stale", milliseconds(rule.staleMilliseconds)),
+            ("severity", .string(rule.severity.rawValue)),
+            ("source", .string("\(rule.location.file):\(rule.location.line)")),
+        ])
+    }
+}

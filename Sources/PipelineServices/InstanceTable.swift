@@ -1,0 +1,75 @@
+import Rules
+
+/// The terminal table of `rules-engine explain`: one rule's instances as `/api/instances` serves them.
+public enum InstanceTable {
+    /// Renders `instances` (JSON objects from `/api/instances`) of `rule` (an object from `/api/rules`, if
+    /// found) at wall time `now` (Unix ms).
+    public static func render(ruleID: String, rule: JSONValue?, instances: [JSONValue], now: Int64) -> String {
+        var lines: [String] = []
+        if let rule {
+            let source = rule["source"].flatMap(\.stringValue) ?? "?"
+            let condition =
+                ["above", "below", "between", "outside", "equals"].compactMap { key in
+                    rule[key].map { "\(key) \($0.jsonText)" }
+                }.first ?? ""
+            let clear = rule["clear"].flatMap { $0 == .null ? nil : "clear \($0.jsonText)" }
+            let duration = rule["for"].flatMap(\.stringValue).map { "for \($0)" }
+            lines.append(
+                "rule \(ruleID) (\(source)): "
+                    + ([rule["topic"].flatMap(\.stringValue), condition, clear, duration].compactMap { $0 })
+                    .joined(separator: ", ")
+            )
+        } else {
+            lines.append("rule \(ruleID): not loaded in this engine")
+        }
+        guard !instances.isEmpty else {
+            lines.append("no instances yet (no reading has matched the rule's topic)")
+            return lines.joined(separator: "\n")
+        }
+        var rows = [["LABELS", "STATE", "SINCE", "LAST VALUE", "LAST READING", "NEXT TIMER", "LAST REASON"]]
+        for instance in instances {
+            let labels: String
+            if case .object(let pairs)? = instance["labels"] {
+                labels = pairs.map { "\($0.key)=\($0.value.stringValue ?? $0.value.jsonText)" }.joined(separator: ",")
+            } else {
+                labels = "-"
+            }
+            var state = instance["state"].flatMap(\.stringValue) ?? "?"
+            if instance["stale"] == .bool(true) { state += " (stale)" }
+            if instance["flapping"] == .bool(true) { state += " (flapping)" }
+            rows.append([
+                labels.isEmpty ? "-" : labels,
+                state,
+                relative(instance["since"], now: now),
+                instance["last_value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-",
+                relative(instance["last_reading_at"], now: now),
+                relative(instance["next_timer_due"], now: now),
+                instance["last_reason"].flatMap(\.stringValue) ?? "-",
+            ])
+        }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            let cells = row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+            }
+            lines.append(cells.joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// `3s ago`, `in 2s`, or `-`.
+    static func relative(_ value: JSONValue?, now: Int64) -> String {
+        guard case .number(let number)? = value else { return "-" }
+        let difference = Int64(number) - now
+        let text = RuleDuration.format(max(0, abs(difference) / 1000 * 1000))
+        return difference > 0 ? "in \(text)" : "\(text) ago"
+    }
+}
+
+extension JSONValue {
+    /// The text of a string value.
+    var stringValue: String? {
+        if case .string(let text) = self { return text }
+        return nil
+    }
+}

@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import PipelineServices
+import Rules
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+struct Explain: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show one rule's instances in a running engine: state, last value, timers, last reason."
+    )
+
+    @Argument(help: "The rule's id.") var ruleID: String
+    @Option(help: "The running engine's --http address.") var engine: String = "http://127.0.0.1:9464"
+
+    func run() async throws {
+        let base = engine.hasPrefix("http://") || engine.hasPrefix("https://") ? engine : "http://" + engine
+        let rules = try await fetch(base + "/api/rules")
+        let query = ruleID.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? ruleID
+        let instances = try await fetch(base + "/api/instances?rule=" + query)
+        guard case .array(let allRules) = rules, case .array(let found) = instances else {
+            throw ExplainError("\(base) did not answer like a rules engine")
+        }
+        let rule = allRules.first { $0["id"] == .string(ruleID) }
+        print(InstanceTable.render(ruleID: ruleID, rule: rule, instances: found, now: WallClock.nowMilliseconds()))
+        if rule == nil { throw ExitCode.failure }
+    }
+
+    private func fetch(_ address: String) async throws -> JSONValue {
+        guard let url = URL(string: address) else { throw ValidationError("'\(address)' is not a URL") }
+        let data: Data
+        do {
+            (data, _) = try await URLSession.shared.data(from: url)
+        } catch {
+            throw ExplainError(
+                "cannot reach the engine at \(address): \(error.localizedDescription) (run it with --http)"
+            )
+        }
+        guard let value = JSONValue(parsing: Array(data)) else {
+            throw ExplainError("\(address) answered something that is not JSON")
+        }
+        return value
+    }
+}
+
+/// Why `explain` could not show the table (no usage text: the command line was right).
+struct ExplainError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
