@@ -27,6 +27,7 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     printf '\n== stopped the broker, the engine and the simulator; engine log: %s\n' "$work/engine.log"
+    [ -n "${http_port:-}" ] && printf '   (while it ran, the engine served http://127.0.0.1:%s/metrics and /api/instances)\n' "$http_port"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
@@ -39,8 +40,12 @@ for _ in $(seq 1 100); do
 done
 broker="mqtt://127.0.0.1:$port"
 
-"$bin/rules-engine" run --rules rules --broker "$broker" --client-id demo-engine 2>"$work/engine.log" >"$work/engine.out" &
+http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin/rules-engine" run --rules rules --broker "$broker" --client-id demo-engine --http "127.0.0.1:$http_port" \
+    2>"$work/engine.log" >"$work/engine.out" &
 pids+=($!)
+echo "engine: metrics http://127.0.0.1:$http_port/metrics, instances http://127.0.0.1:$http_port/api/instances"
+echo "        (or: $bin/rules-engine explain rack-cooling --engine 127.0.0.1:$http_port)"
 "$bin/sensor-sim" run Devices --broker "$broker" --speed "$speed" --client-id demo-sim 2>"$work/sim.log" >"$work/sim.out" &
 pids+=($!)
 printf '\033[2J'
