@@ -21,6 +21,7 @@ public final class SimulatorService: Service {
     private let onReady: @Sendable () -> Void
     private let statusTopic: String
     private let published = Mutex(0)
+    private let discovery: [HomeAssistantDiscovery.Config]
 
     public init(
         devices: [Device],
@@ -30,6 +31,7 @@ public final class SimulatorService: Service {
         interval: Int64? = nil,
         qos: MQTTQoS = .atMostOnce,
         duration: Duration? = nil,
+        homeAssistantDiscovery: Bool = false,
         logger: Logger,
         onReady: @escaping @Sendable () -> Void
     ) throws {
@@ -47,6 +49,9 @@ public final class SimulatorService: Service {
         self.duration = duration
         self.logger = logger
         self.onReady = onReady
+        discovery =
+            homeAssistantDiscovery
+            ? HomeAssistantDiscovery.configs(for: devices, availabilityTopic: statusTopic) : []
     }
 
     /// Readings published so far.
@@ -63,6 +68,9 @@ public final class SimulatorService: Service {
         if !filters.isEmpty { try await client.subscribe(to: filters, qos: .atLeastOnce) }
         for change in world.withLock({ $0.actuatorStates }) {
             try await client.publish(change.payload, to: change.topic, qos: .atLeastOnce, retain: true)
+        }
+        for config in discovery {
+            try await client.publish(config.payload.jsonText, to: config.topic, qos: .atLeastOnce, retain: true)
         }
         try await client.publish("online", to: statusTopic, qos: .atLeastOnce, retain: true)
         onReady()

@@ -30,6 +30,8 @@ struct RunDevices: AsyncParsableCommand {
     @Option(help: "Readings per second per sensor, overriding the files' intervals (load tests).") var rate: Double?
     @Option(help: "QoS of readings (0 or 1).") var qos: Int = 0
     @Option(help: "Log level.") var logLevel: String = "warning"
+    @Flag(help: "Publish Home Assistant MQTT discovery configs (retained, under homeassistant/) for every device.")
+    var haDiscovery = false
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -58,6 +60,7 @@ struct RunDevices: AsyncParsableCommand {
             interval: rate.map { Int64(1000 / $0) },
             qos: MQTTQoS(rawValue: qos) ?? .atMostOnce,
             duration: wallDuration,
+            homeAssistantDiscovery: haDiscovery,
             logger: logger,
             onReady: {
                 print("ready")

@@ -117,6 +117,47 @@ struct SensorSimTests {
         #expect(spread >= .milliseconds(500) && spread < .seconds(3), "\(spread)")
     }
 
+    @Test func homeAssistantDiscoveryIsRetainedAndActuatorsTakeHomeAssistantCommands() async throws {
+        let broker = try await TestBroker()
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "run", Self.packageRoot + "/Devices/server-room.yaml", "--broker", broker.url.description,
+                "--ha-discovery", "--client-id", "ha-sim",
+            ]
+        )
+        try await simulator.waitForLine("ready")
+        // Subscribed after the simulator published: the configs are retained, as Home Assistant needs.
+        let (client, inbox, listener) = try await listen(
+            broker,
+            ["homeassistant/#", "actuators/rack-a1/cooling/state"],
+            name: "ha"
+        )
+        defer { listener.cancel() }
+        var configs: [String: String] = [:]
+        while configs.count < 4 {
+            let message = try await inbox.next()
+            if message.topic.hasPrefix("homeassistant/") { configs[message.topic] = message.payloadString }
+        }
+        #expect(
+            Set(configs.keys) == [
+                "homeassistant/sensor/rack-a1/temperature/config", "homeassistant/sensor/rack-a2/temperature/config",
+                "homeassistant/switch/rack-a1/cooling/config", "homeassistant/switch/rack-a2/cooling/config",
+            ]
+        )
+        let sensor = configs["homeassistant/sensor/rack-a1/temperature/config"] ?? ""
+        #expect(sensor.contains("\"state_topic\":\"sensors/rack-a1/temperature\""))
+        #expect(sensor.contains("\"device_class\":\"temperature\""))
+        #expect(sensor.contains("\"availability_topic\":\"pipeline/sim/ha-sim/status\""))
+        // Home Assistant's switch sends its default payload, `ON`.
+        try await client.publish("ON", to: "actuators/rack-a1/cooling/set", qos: .atLeastOnce)
+        _ = try await inbox.first {
+            $0.topic == "actuators/rack-a1/cooling/state" && $0.payloadString.contains("\"on\"")
+        }
+        simulator.signal(SIGTERM)
+        #expect(await simulator.waitForExit() == 0)
+    }
+
     static func value(_ payload: String) -> Double? {
         guard let data = payload.data(using: .utf8),
             let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
