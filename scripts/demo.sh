@@ -27,7 +27,9 @@ cleanup() {
     for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     printf '\n== stopped the broker, the engine and the simulator; engine log: %s\n' "$work/engine.log"
-    [ -n "${http_port:-}" ] && printf '   (while it ran, the engine served http://127.0.0.1:%s/metrics and /api/instances)\n' "$http_port"
+    if [ -n "${http_port:-}" ]; then
+        printf '   (while it ran, the live page was http://127.0.0.1:%s/)\n' "$http_port"
+    fi
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
@@ -44,13 +46,12 @@ http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 "$bin/rules-engine" run --rules rules --broker "$broker" --client-id demo-engine --http "127.0.0.1:$http_port" \
     2>"$work/engine.log" >"$work/engine.out" &
 pids+=($!)
-echo "engine: metrics http://127.0.0.1:$http_port/metrics, instances http://127.0.0.1:$http_port/api/instances"
-echo "        (or: $bin/rules-engine explain rack-cooling --engine 127.0.0.1:$http_port)"
+note="live page: http://127.0.0.1:$http_port/ — metrics: /metrics — explain: rules-engine explain rack-cooling --engine 127.0.0.1:$http_port"
 "$bin/sensor-sim" run Devices --broker "$broker" --speed "$speed" --client-id demo-sim 2>"$work/sim.log" >"$work/sim.out" &
 pids+=($!)
 printf '\033[2J'
 if [ -n "$seconds" ]; then
-    timeout "$seconds" "$bin/pipeline-monitor" --broker "$broker" --refresh 1000 || true
+    timeout "$seconds" "$bin/pipeline-monitor" --broker "$broker" --refresh 1000 --note "$note" || true
 else
-    "$bin/pipeline-monitor" --broker "$broker"
+    "$bin/pipeline-monitor" --broker "$broker" --note "$note"
 fi

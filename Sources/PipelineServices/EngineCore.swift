@@ -21,6 +21,7 @@ final class EngineCore: Sendable {
     let audit: AuditTrail?
     let logger: Logger
     let metrics: EngineMetrics
+    let liveFeed: LiveFeed?
     /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
     let announce: @Sendable (JSONValue) -> Void
 
@@ -32,6 +33,7 @@ final class EngineCore: Sendable {
         audit: AuditTrail?,
         logger: Logger,
         metrics: EngineMetrics = .discarded,
+        liveFeed: LiveFeed? = nil,
         announce: @escaping @Sendable (JSONValue) -> Void = { _ in }
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
@@ -44,6 +46,7 @@ final class EngineCore: Sendable {
         self.audit = audit
         self.logger = logger
         self.metrics = metrics
+        self.liveFeed = liveFeed
         self.announce = announce
     }
 
@@ -100,6 +103,7 @@ final class EngineCore: Sendable {
             metrics.evaluationDuration.recordNanoseconds(Int64(EngineMetrics.now() &- start))
         }
         persist(snapshots)
+        liveFeed?.observe(topic: message.topic, payload: message.payload, isState: isState, at: time)
         if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time) {
             logger.notice(
                 "re-sending a command the actuator did not apply",
@@ -186,6 +190,7 @@ final class EngineCore: Sendable {
                     ]
                 )
             case .action(let action):
+                liveFeed?.command(action)
                 desiredState.record(action, at: time)
                 send(action)
             case .unusable(let ruleID, let topic, let problem, _):

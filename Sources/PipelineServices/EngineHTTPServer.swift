@@ -11,6 +11,7 @@ import ServiceLifecycle
 /// - `GET /api/instances[?rule=ID]`: every rule instance as JSON (labels, state, last value, since,
 ///   the reason of the last transition, the next timer).
 /// - `GET /api/rules`: every rule with its source `file:line`.
+/// - `GET /`: the live page; `GET /events`: what it draws, as server-sent events once a second.
 public enum EngineHTTPServer {
     /// The HTTP service for `engine`; run it in the engine's service group.
     public static func make(
@@ -46,6 +47,32 @@ public enum EngineHTTPServer {
         }
         router.get("/api/rules") { _, _ -> Response in
             json(.array(engine.ruleSet.rules.map(ruleJSON)))
+        }
+        router.get("/") { _, _ -> Response in
+            Response(
+                status: .ok,
+                headers: [.contentType: "text/html; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: LivePage.html(initial: engine.liveSnapshot())))
+            )
+        }
+        router.get("/events") { _, _ -> Response in
+            // Server-sent events: the whole picture once a second (small: sensors and commands are capped).
+            let events = AsyncStream<ByteBuffer> { continuation in
+                let task = Task {
+                    while !Task.isCancelled {
+                        let event = "event: snapshot\ndata: \(engine.liveSnapshot().jsonText)\n\n"
+                        if case .terminated = continuation.yield(ByteBuffer(string: event)) { break }
+                        try? await Task.sleep(for: .seconds(1))
+                    }
+                    continuation.finish()
+                }
+                continuation.onTermination = { _ in task.cancel() }
+            }
+            return Response(
+                status: .ok,
+                headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: .init(asyncSequence: events)
+            )
         }
         return Application(
             router: router,

@@ -63,8 +63,10 @@ public struct PipelineMonitor: Sendable {
     }
 
     /// The screen, as lines.
-    public func render(broker: String) -> [String] {
-        var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C stops everything", ""]
+    public func render(broker: String, note: String? = nil) -> [String] {
+        var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C stops everything"]
+        if let note { lines.append(note) }
+        lines.append("")
         lines.append("SENSORS")
         for (key, line) in sensors.sorted(by: { $0.key < $1.key }) {
             lines.append("  " + key.padded(36) + line.value.padded(10, left: true) + " " + line.unit)

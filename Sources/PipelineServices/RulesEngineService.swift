@@ -23,6 +23,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var resendIntervalMilliseconds: Int64 = 5_000
     /// Where the engine's metrics go (`rules-engine run` makes a Prometheus registry for `--http`).
     public var metrics: EngineMetrics = .discarded
+    /// Feeds the live page (`--http`); nil keeps nothing for it.
+    public var liveFeed: LiveFeed?
 
     public init(rulesDirectory: String, stateDirectory: String? = nil, mqtt: MQTTConfiguration) {
         self.rulesDirectory = rulesDirectory
@@ -85,6 +87,7 @@ public final class RulesEngineService: Service {
             audit: try configuration.auditFile.map { try AuditTrail(path: $0) },
             logger: logger,
             metrics: configuration.metrics,
+            liveFeed: configuration.liveFeed,
             announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
                 _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
             }
@@ -273,6 +276,12 @@ extension RulesEngineService {
     /// Every rule instance (of one rule, when given), as `/api/instances` shows them.
     public func instanceReports(ruleID: String? = nil) -> [InstanceReport] {
         core.instanceReports(ruleID: ruleID)
+    }
+
+    /// What the live page draws now (empty without a live feed).
+    public func liveSnapshot() -> JSONValue {
+        let now = WallClock.nowMilliseconds()
+        return (configuration.liveFeed ?? LiveFeed()).snapshot(instances: core.instanceReports(ruleID: nil), now: now)
     }
 
     func recordReload(succeeded: Bool, rules: Int? = nil) {

@@ -14,6 +14,7 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
     )
 
     @Option(help: "Redraw every this many milliseconds.") var refresh: Int = 500
+    @Option(help: "A line shown under the title (the demo puts the live page's address there).") var note: String?
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -30,7 +31,7 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
             try await client.waitUntilConnected()
             try await client.subscribe(to: PipelineMonitor.filters, qos: .atMostOnce)
             while !Task.isCancelled {
-                let lines = monitor.state.withLock { $0.render(broker: configuration.broker.description) }
+                let lines = monitor.state.withLock { $0.render(broker: configuration.broker.description, note: note) }
                 // Home the cursor, draw, clear what is left of the previous frame.
                 FileHandleOutput.standardOutput.write(
                     "\u{1B}[H" + lines.map { $0 + "\u{1B}[K" }.joined(separator: "\n") + "\n\u{1B}[J"

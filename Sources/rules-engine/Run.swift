@@ -45,6 +45,7 @@ struct Run: AsyncParsableCommand {
         let registry = PrometheusCollectorRegistry()
         if listen != nil {
             configuration.metrics = EngineMetrics(factory: EngineHTTPServer.metricsFactory(registry: registry))
+            configuration.liveFeed = LiveFeed()
         }
         let readiness = Readiness(parts: listen == nil ? 1 : 2) {
             print("ready")
