@@ -282,6 +282,57 @@ struct MQTTClientTests {
         #expect(hostError?.kind == .connectionFailed)
     }
 
+    @Test func aBrokerRequiringClientCertificatesRefusesClientsWithoutOne() async throws {
+        let directory = try TestBroker.makeDirectory()
+        let certificates = try TestCertificates(in: directory)
+        let broker = try await TestBroker(
+            listenerConfiguration: certificates.requireCertificateConfiguration,
+            directory: directory
+        )
+        let prefix = uniqueTopicPrefix("mtls")
+        let url = try BrokerURL(parsing: "mqtts://localhost:\(broker.port)")
+
+        let withCertificate = try makeClient(broker, "\(prefix)-good", url: url) {
+            $0.tls = .init(
+                caFile: certificates.caCertificate,
+                certificateFile: certificates.clientCertificate,
+                keyFile: certificates.clientKey
+            )
+        }
+        let inbox = MessageInbox(withCertificate)
+        try await withRunning([withCertificate]) {
+            try await withCertificate.subscribe(to: ["\(prefix)/t"])
+            try await withCertificate.publish("mutual", to: "\(prefix)/t")
+            #expect(try await inbox.next().payloadString == "mutual")
+        }
+
+        for (name, tls) in [
+            ("no-cert", MQTTConfiguration.TLS(caFile: certificates.caCertificate)),
+            (
+                "stranger",
+                MQTTConfiguration.TLS(
+                    caFile: certificates.caCertificate,
+                    certificateFile: certificates.strangerCertificate,
+                    keyFile: certificates.strangerKey
+                )
+            ),
+        ] {
+            let refused = try makeClient(broker, "\(prefix)-\(name)", url: url) { $0.tls = tls }
+            let running = Task { try await refused.run() }
+            // The broker refuses the handshake, so the client never gets a CONNACK. (Usually libmosquitto
+            // reports the TLS alert and the client fails for good; on a loaded machine the alert can be
+            // lost to the connection reset and the client keeps retrying, so only "never connected" is
+            // asserted, within a window many times a local handshake.)
+            let connected = try? await withTimeout(.seconds(5), "\(name) connecting") {
+                try await refused.waitUntilConnected()
+                return true
+            }
+            #expect(connected == nil, "\(name) connected to a broker that requires a trusted client certificate")
+            running.cancel()
+            _ = await running.result
+        }
+    }
+
     @Test func wildcardsDeliverWhatTheyMatch() async throws {
         let broker = try await TestBroker()
         let prefix = uniqueTopicPrefix("wild")
