@@ -133,6 +133,12 @@ let package = Package(
             path: "Benchmarks/mqtt-load",
             linkerSettings: [.linkedLibrary("mosquitto")]
         ),
+        // Injects faults into a running pipeline (docs/operations.md).
+        .executableTarget(
+            name: "fault-soak",
+            dependencies: ["MQTTTestSupport", "rules-engine"],
+            path: "Soak/fault-soak"
+        ),
         // Counts heap allocations for pipeline-bench's in-process scenario.
         .target(
             name: "AllocationCounter",

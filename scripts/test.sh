@@ -16,14 +16,14 @@ if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
 # Our own code builds without warnings (dependencies' warnings are theirs).
-if grep -E "^/.*/(Sources|Tests|Benchmarks)/.*warning:" .build-log.txt | grep -v "/.build/"; then
+if grep -E "^/.*/(Sources|Tests|Benchmarks|Soak)/.*warning:" .build-log.txt | grep -v "/.build/"; then
     echo "the build has warnings (above): fix them" >&2
     exit 1
 fi
 rm -f .build-log.txt
 
 echo "== lint"
-swift format lint --strict --recursive Sources Tests Benchmarks Fuzz Package.swift
+swift format lint --strict --recursive Sources Tests Benchmarks Fuzz Soak Package.swift
 
 echo "== tests"
 set +e
@@ -43,6 +43,11 @@ echo "== benchmark harness, smoke mode (keeps it working; figures from a debug b
 "$bin/pipeline-bench" --smoke > .bench-log.txt 2>&1 || { cat .bench-log.txt >&2; exit 1; }
 tail -1 .bench-log.txt
 rm -f .bench-log.txt
+
+echo "== fault soak, short mode (40 random corruptions of a live rule file)"
+"$bin/fault-soak" > .soak-log.txt 2>&1 || { cat .soak-log.txt >&2; exit 1; }
+tail -3 .soak-log.txt | head -2
+rm -f .soak-log.txt
 
 echo "== shipped rules"
 "$bin/rules-engine" check rules

@@ -48,6 +48,11 @@ public struct EngineMetrics: Sendable {
         ).increment()
     }
 
+    func reload(_ outcome: String) {
+        Counter(label: "sensor_pipeline_rules_reloads_total", dimensions: [("outcome", outcome)], factory: factory)
+            .increment()
+    }
+
     func action(handler: String, succeeded: Bool) {
         Counter(
             label: "sensor_pipeline_actions_total",

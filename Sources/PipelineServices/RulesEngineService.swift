@@ -230,18 +230,22 @@ public final class RulesEngineService: Service {
                 logger.error("\(diagnostic.location): \(diagnostic.message)")
             }
             recordReload(succeeded: false)
+            configuration.metrics.reload("failed")
             return
         } catch {
             logger.error("reload failed; keeping the last good rules", metadata: ["error": "\(error)"])
             recordReload(succeeded: false)
+            configuration.metrics.reload("failed")
             return
         }
         recordReload(succeeded: true, rules: ruleSet.rules.count)
         guard ruleSet.rules != core.ruleSet.rules else {
+            configuration.metrics.reload("unchanged")
             // An editor's temporary file, a touch, or a second event for an edit already applied.
             logger.info("rules unchanged", metadata: ["trigger": "\(reason)", "rules": "\(ruleSet.rules.count)"])
             return
         }
+        configuration.metrics.reload("applied")
         let (old, new) = core.replaceRules(with: ruleSet)
         let added = new.filter { !old.contains($0) }
         let removed = old.filter { !new.contains($0) }

@@ -40,7 +40,13 @@ public enum RuleLoader {
         _ source: RuleSource
     ) -> (rules: [Rule], diagnostics: [RuleDiagnostic], declaredIDs: [(String, SourceLocation)]) {
         var reader = YAMLReader(file: source.path)
-        guard let root = reader.compose(source.text) else { return ([], reader.diagnostics, []) }
+        guard let root = reader.compose(source.text) else {
+            if reader.diagnostics.isEmpty {
+                // Most likely a truncated write: loading it would silently remove every rule of the file.
+                reader.error(nil, "the file has no content (a truncated write?); write 'rules: []' for no rules")
+            }
+            return ([], reader.diagnostics, [])
+        }
         guard let top = reader.mapping(root, what: "a rule file", allowed: ["rules"]) else {
             return ([], reader.diagnostics, [])
         }
@@ -48,7 +54,10 @@ public enum RuleLoader {
             reader.error(root, "a rule file needs a top-level 'rules:' list")
             return ([], reader.diagnostics, [])
         }
-        if case .scalar = list.value, YAMLReader.tagName(list.value) == .null { return ([], reader.diagnostics, []) }
+        if case .scalar = list.value, YAMLReader.tagName(list.value) == .null {
+            reader.error(list.value, "'rules:' is empty (a truncated write?); write 'rules: []' for no rules")
+            return ([], reader.diagnostics, [])
+        }
         guard let items = reader.sequence(list.value, what: "'rules'") else { return ([], reader.diagnostics, []) }
         var rules: [Rule] = []
         var declaredIDs: [(String, SourceLocation)] = []

@@ -24,6 +24,20 @@ struct RuleLoaderTests {
         ),
         Problem(name: "no condition", text: base, line: 2, column: 5, message: "rule 'r' has no condition"),
         Problem(
+            name: "empty file (a truncated write)",
+            text: "# Server room\n",
+            line: 1,
+            column: 1,
+            message: "the file has no content (a truncated write?); write 'rules: []' for no rules"
+        ),
+        Problem(
+            name: "empty rules list",
+            text: "rules:\n",
+            line: 1,
+            column: 7,
+            message: "'rules:' is empty (a truncated write?); write 'rules: []' for no rules"
+        ),
+        Problem(
             name: "two conditions",
             text: base + "    above: 30\n    below: 10\n",
             line: 5,
