@@ -65,7 +65,7 @@ struct BenchError: Error, CustomStringConvertible {
 /// Runs `mqtt-load` (the raw libmosquitto client) and returns the figures of its JSON line.
 func runLoad(_ arguments: [String]) async throws -> [String: Double] {
     let process = try ChildProcess(builtProductPath("mqtt-load"), arguments)
-    let status = await process.waitForExit()
+    let status = await process.waitForExitAndOutput()
     guard let line = process.output.last(where: { $0.hasPrefix("{") }),
         let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     else {

@@ -14,6 +14,7 @@ public final class ChildProcess: Sendable {
             var lines: [String] = []
             var closed = false
             var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
+            var closeWaiters: [CheckedContinuation<Void, Never>] = []
         }
         let state = Mutex(State())
 
@@ -70,12 +71,16 @@ public final class ChildProcess: Sendable {
                 }
             }
             close(readEnd)
-            let waiters = lines.withLock { state in
+            let (waiters, closeWaiters) = lines.withLock { state in
                 state.closed = true
-                defer { state.waiters = [] }
-                return state.waiters.map(\.1)
+                defer {
+                    state.waiters = []
+                    state.closeWaiters = []
+                }
+                return (state.waiters.map(\.1), state.closeWaiters)
             }
             for waiter in waiters { waiter.resume(throwing: TestBrokerError("the process closed stdout")) }
+            for waiter in closeWaiters { waiter.resume() }
         }
         thread.start()
     }
@@ -118,7 +123,21 @@ public final class ChildProcess: Sendable {
         kill(pid, signal)
     }
 
-    /// Waits for the process to exit (blocking a thread of its own) and returns its exit status.
+    /// Waits for the process to exit and for its stdout to be read to the end, so `output` is complete.
+    public func waitForExitAndOutput() async -> Int32 {
+        let status = await waitForExit()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let closed = lines.withLock { state in
+                if !state.closed { state.closeWaiters.append(continuation) }
+                return state.closed
+            }
+            if closed { continuation.resume() }
+        }
+        return status
+    }
+
+    /// Waits for the process to exit (blocking a thread of its own) and returns its exit status; `output`
+    /// may still miss the last lines (use `waitForExitAndOutput()` to read them).
     public func waitForExit() async -> Int32 {
         let pid = self.pid
         return await withCheckedContinuation { continuation in

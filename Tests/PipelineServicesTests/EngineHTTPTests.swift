@@ -82,7 +82,7 @@ struct EngineHTTPTests {
             builtProductPath("rules-engine"),
             ["explain", "cooling", "--engine", "127.0.0.1:\(port)"]
         )
-        #expect(await explain.waitForExit() == 0)
+        #expect(await explain.waitForExitAndOutput() == 0)
         let table = explain.output.joined(separator: "\n")
         #expect(table.contains("rule cooling ("), "\(table)")
         #expect(table.contains("room=lab  firing"), "\(table)")

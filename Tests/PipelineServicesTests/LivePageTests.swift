@@ -25,7 +25,7 @@ struct LivePageTests {
             chromium ?? "chromium",
             ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"] + arguments
         )
-        let status = try await withTimeout(.seconds(60), "chromium") { await browser.waitForExit() }
+        let status = try await withTimeout(.seconds(60), "chromium") { await browser.waitForExitAndOutput() }
         #expect(status == 0, "chromium: \(browser.standardError.suffix(2000))")
         return browser
     }
@@ -74,7 +74,7 @@ struct LivePageTests {
             "/usr/bin/curl",
             ["-s", "-N", "-i", "--max-time", "3", "http://127.0.0.1:\(port)/events"]
         )
-        _ = await events.waitForExit()  // curl stops the endless stream after 3 s
+        _ = await events.waitForExitAndOutput()  // curl stops the endless stream after 3 s
         let stream = events.output.joined(separator: "\n")
         #expect(stream.lowercased().contains("content-type: text/event-stream"), "\(stream.prefix(300))")
         #expect(stream.components(separatedBy: "event: snapshot").count >= 3, "one snapshot a second")
