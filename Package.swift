@@ -136,7 +136,7 @@ let package = Package(
         // Injects faults into a running pipeline (docs/operations.md).
         .executableTarget(
             name: "fault-soak",
-            dependencies: ["MQTTTestSupport", "rules-engine"],
+            dependencies: ["MQTTTestSupport", "Simulation", "rules-engine"],
             path: "Soak/fault-soak"
         ),
         // Counts heap allocations for pipeline-bench's in-process scenario.

@@ -7,6 +7,7 @@
 
 import Foundation
 import MQTTTestSupport
+import Simulation  // SplitMix64: a failing corruption replays with `--seed`
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -33,18 +34,6 @@ struct SoakError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A seeded generator, so a failing corruption can be replayed with `--seed`.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 func get(_ port: Int, _ path: String) async throws -> (status: Int, body: String) {
     let (data, response) = try await URLSession.shared.data(from: URL(string: "http://127.0.0.1:\(port)\(path)")!)
     return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
@@ -63,7 +52,7 @@ func reloads(_ port: Int) async throws -> [String: Int] {
 
 /// One random corruption of a YAML text: byte flips, deletions, YAML-significant insertions, truncation,
 /// line swaps and duplications, odd numbers.
-func corrupt(_ text: String, using random: inout SplitMix) -> String {
+func corrupt(_ text: String, using random: inout SplitMix64) -> String {
     var bytes = Array(text.utf8)
     let specials = [
         ":", "- ", "{", "}", "[", "\"", "'", "\t", "&a ", "*a", "!!binary ", "#", "\n  ", "~", "1e999", "-", "?",
@@ -115,7 +104,7 @@ print(
     "fault-soak\(long ? " (long)" : ""), seed \(seed): mosquitto on 127.0.0.1:\(broker.port), rules-engine pid \(engine.pid)"
 )
 
-var random = SplitMix(state: seed)
+var random = SplitMix64(seed: seed)
 var lastGood = try await get(port, "/api/rules").body
 var (keptLastGood, applied, unchanged, crashes, wrongRules) = (0, 0, 0, 0, 0)
 var recoveries: [Double] = []
