@@ -14,19 +14,55 @@ public final class AuditTrail: @unchecked Sendable {
                 throw RuleFilesError("\(path): cannot create the audit file")
             }
         }
-        handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
         try handle.seekToEnd()
     }
 
     /// Records a transition.
-    public func record(_ transition: TransitionRecord, rule: Rule?) {
+    public func record(_ transition: TransitionRecord, in ruleSet: RuleSet) {
+        write(lines: [Self.line(for: transition, in: ruleSet)])
+    }
+
+    /// Records a command (an action) as it is sent.
+    public func record(_ action: FiredAction, in ruleSet: RuleSet) {
+        write(lines: [Self.line(for: action, in: ruleSet)])
+    }
+
+    /// Appends lines (without their newlines) in one write.
+    public func write(lines: [String]) {
+        guard !lines.isEmpty else { return }
+        let data = Data(lines.map { $0 + "\n" }.joined().utf8)
+        lock.withLock { try? handle.write(contentsOf: data) }
+    }
+
+    /// Appends `lines` unless the file already ends with them: after a `kill -9`, the state journal's last
+    /// record may hold audit lines that were decided but never written here. Returns whether it wrote.
+    @discardableResult
+    public func completeWith(_ lines: [String]) throws -> Bool {
+        guard !lines.isEmpty else { return false }
+        let expected = Data(lines.map { $0 + "\n" }.joined().utf8)
+        return try lock.withLock {
+            let end = try handle.seekToEnd()
+            if end >= UInt64(expected.count) {
+                try handle.seek(toOffset: end - UInt64(expected.count))
+                let tail = try handle.read(upToCount: expected.count) ?? Data()
+                try handle.seekToEnd()
+                if tail == expected { return false }
+            }
+            try handle.write(contentsOf: expected)
+            return true
+        }
+    }
+
+    /// The audit line of a transition.
+    public static func line(for transition: TransitionRecord, in ruleSet: RuleSet) -> String {
         var pairs: [(key: String, value: JSONValue)] = [
             ("ts", .number(Double(transition.timestamp))),
             ("event", .string("transition")),
             ("rule", .string(transition.ruleID)),
             ("transition", .string(transition.transition.rawValue)),
         ]
-        pairs += Self.ruleFields(rule)
+        pairs += Self.ruleFields(transition.ruleID, in: ruleSet)
         pairs += [
             ("labels", Self.labels(transition.labels)),
             ("reason", .string(transition.reason)),
@@ -38,41 +74,37 @@ public final class AuditTrail: @unchecked Sendable {
                 } ?? .null
             ),
         ]
-        write(.object(pairs))
+        return JSONValue.object(pairs).jsonText
     }
 
-    /// Records a command (an action) as it is sent.
-    public func record(_ action: FiredAction, rule: Rule?) {
+    /// The audit line of a command.
+    public static func line(for action: FiredAction, in ruleSet: RuleSet) -> String {
         var pairs: [(key: String, value: JSONValue)] = [
             ("ts", .number(Double(action.timestamp))),
             ("event", .string("command")),
             ("rule", .string(action.ruleID)),
             ("transition", .string(action.transition.rawValue)),
         ]
-        pairs += Self.ruleFields(rule)
+        pairs += Self.ruleFields(action.ruleID, in: ruleSet)
         pairs += [("labels", Self.labels(action.labels)), ("reason", .string(action.reason))]
         switch action.action {
         case .publish(let topic, let payload, _, _): pairs += [("topic", .string(topic)), ("payload", payload)]
         case .log(let message): pairs.append(("log", .string(message)))
         case .command(let arguments, _): pairs.append(("command", .array(arguments.map(JSONValue.string))))
         }
-        write(.object(pairs))
+        return JSONValue.object(pairs).jsonText
     }
 
-    private static func ruleFields(_ rule: Rule?) -> [(key: String, value: JSONValue)] {
-        guard let rule else { return [] }
+    private static func ruleFields(_ ruleID: String, in ruleSet: RuleSet) -> [(key: String, value: JSONValue)] {
+        guard let index = ruleSet.index(ofRuleWithID: ruleID) else { return [] }
+        let location = ruleSet.rules[index].location
         return [
-            ("source", .string("\(rule.location.file):\(rule.location.line)")),
-            ("definition", .string(rule.definitionHash)),
+            ("source", .string("\(location.file):\(location.line)")),
+            ("definition", .string(ruleSet.definitionHashes[index])),
         ]
     }
 
     private static func labels(_ labels: [Label]) -> JSONValue {
         .object(labels.map { ($0.name, .string($0.value)) })
-    }
-
-    private func write(_ value: JSONValue) {
-        let line = Data((value.jsonText + "\n").utf8)
-        lock.withLock { try? handle.write(contentsOf: line) }
     }
 }

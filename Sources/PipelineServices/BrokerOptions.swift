@@ -30,6 +30,9 @@ public struct BrokerOptions: ParsableArguments, Sendable {
     @Option(help: "PEM key of the client certificate.")
     public var tlsKey: String?
 
+    @Option(help: "MQTT keepalive in seconds: a silently dead connection is noticed within about twice this.")
+    public var keepalive: Int = 30
+
     public init() {}
 
     /// The configuration these options describe; `defaultClientID` is used when `--client-id` is absent.
@@ -42,6 +45,10 @@ public struct BrokerOptions: ParsableArguments, Sendable {
             broker: try BrokerURL(parsing: urlText),
             clientID: clientID ?? defaultClientID
         )
+        guard (5...65535).contains(keepalive) else {
+            throw ValidationError("--keepalive must be between 5 and 65535 seconds")
+        }
+        configuration.keepAliveSeconds = keepalive
         if let username { configuration.username = username }
         if let passwordFile {
             guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {

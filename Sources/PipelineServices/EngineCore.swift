@@ -75,9 +75,12 @@ final class EngineCore: Sendable {
     /// Rule instances alive.
     var instanceCount: Int { locked.withLock { $0.evaluator.instanceCount } }
 
-    /// Restores saved instances; returns how many.
-    func restore(_ snapshots: [InstanceSnapshot], now: Int64) -> Int {
-        locked.withLock { $0.evaluator.restore(snapshots, now: now) }
+    /// Restores saved instances and the last `seq` per topic; returns how many instances.
+    func restore(_ state: InstanceStateStore.SavedState, now: Int64) -> Int {
+        locked.withLock {
+            $0.evaluator.restoreSequences(state.sequences)
+            return $0.evaluator.restore(state.instances, now: now)
+        }
     }
 
     /// Evaluates one message (a reading, an actuator's state, or both).
@@ -86,23 +89,20 @@ final class EngineCore: Sendable {
         metrics.readingsReceived.increment()
         let start = EngineMetrics.now()
         var events: [EvaluationEvent] = []
-        let (isState, evaluated, snapshots) = locked.withLock { locked -> (Bool, Bool, [InstanceSnapshot]) in
+        let (isState, evaluated) = locked.withLock { locked -> (Bool, Bool) in
             let isState = locked.statePatterns.matches(message.topic)
             let before = locked.evaluator.evaluatedReadingCount
             locked.evaluator.process(
                 Reading(topic: message.topic, payload: message.payload, timestamp: time),
                 into: &events
             )
-            return (
-                isState, locked.evaluator.evaluatedReadingCount != before,
-                locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
-            )
+            commit(&locked, events: events, topic: message.topic)
+            return (isState, locked.evaluator.evaluatedReadingCount != before)
         }
         if evaluated {
             metrics.readingsEvaluated.increment()
             metrics.evaluationDuration.recordNanoseconds(Int64(EngineMetrics.now() &- start))
         }
-        persist(snapshots)
         liveFeed?.observe(topic: message.topic, payload: message.payload, isState: isState, at: time)
         if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time) {
             logger.notice(
@@ -117,51 +117,78 @@ final class EngineCore: Sendable {
     /// Runs every timer due by `time`.
     func advance(to time: Int64) {
         var events: [EvaluationEvent] = []
-        let snapshots = locked.withLock { locked -> [InstanceSnapshot] in
+        locked.withLock { locked in
             locked.evaluator.advance(to: time, into: &events)
-            return locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
+            commit(&locked, events: events, topic: nil)
         }
-        persist(snapshots)
         deliver(events, at: time)
     }
 
     /// Swaps in a validated rule set, keeping the state of unchanged rules; returns the filters before and after.
     func replaceRules(with ruleSet: RuleSet) -> (old: [String], new: [String]) {
         let old = filters
-        let snapshots = locked.withLock { locked -> [InstanceSnapshot] in
-            let pending = locked.evaluator.tracksChanges ? locked.evaluator.takeChangedInstances() : []
+        locked.withLock { locked in
+            commit(&locked, events: [], topic: nil)
             locked.evaluator.replaceRules(with: ruleSet)
             locked.statePatterns = EngineCore.patterns(for: ruleSet)
-            return pending
         }
-        persist(snapshots)
         return (old, filters)
     }
 
-    /// Folds the state journal into a snapshot when it grew long.
+    /// Folds the state journal into snapshots when it grew long (under the lock: no record is appended
+    /// between taking the snapshot and emptying the journal).
     func compactStateIfNeeded() {
         guard let store, store.needsCompaction else { return }
-        let all = locked.withLock { $0.evaluator.snapshotAll() }
-        do {
-            try store.compact(all)
-        } catch {
-            logger.error("cannot write the state snapshot", metadata: ["error": "\(error)"])
+        locked.withLock { locked in
+            do {
+                try store.compact(
+                    instances: locked.evaluator.snapshotAll(),
+                    sequences: locked.evaluator.lastSequences
+                )
+            } catch {
+                logger.error("cannot write the state snapshot", metadata: ["error": "\(error)"])
+            }
         }
     }
 
     /// Queues a command for its handler and writes it to the audit trail.
     func send(_ action: FiredAction) {
-        audit?.record(action, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: action.ruleID) })
+        audit?.record(action, in: locked.withLock { $0.evaluator.ruleSet })
         dispatcher.enqueue(action)
     }
 
-    private func persist(_ snapshots: [InstanceSnapshot]) {
-        guard let store, !snapshots.isEmpty else { return }
-        do {
-            try store.append(snapshots)
-        } catch {
-            logger.error("cannot write the state journal", metadata: ["error": "\(error)"])
+    /// Writes down what an evaluation decided, still under the lock (so records land in evaluation order)
+    /// and before the reading is acknowledged: first the journal record — changed instances, the reading's
+    /// `seq`, the audit lines — as one write, then the audit lines. Whatever a `kill -9` interrupts, the
+    /// next start finds the reading either not evaluated at all (the broker redelivers it) or evaluated
+    /// with its audit lines known.
+    private func commit(_ locked: inout Locked, events: [EvaluationEvent], topic: String?) {
+        guard store != nil || audit != nil else { return }
+        var auditLines: [String] = []
+        if audit != nil {
+            for event in events {
+                switch event {
+                case .transition(let record):
+                    auditLines.append(AuditTrail.line(for: record, in: locked.evaluator.ruleSet))
+                case .action(let action):
+                    auditLines.append(AuditTrail.line(for: action, in: locked.evaluator.ruleSet))
+                default: break
+                }
+            }
         }
+        if let store {
+            var record = InstanceStateStore.Record(
+                instances: locked.evaluator.takeChangedInstances(),
+                auditLines: auditLines
+            )
+            if let topic, let sequence = locked.evaluator.lastAcceptedSequence { record.sequence = (topic, sequence) }
+            do {
+                try store.append(record)
+            } catch {
+                logger.error("cannot write the state journal", metadata: ["error": "\(error)"])
+            }
+        }
+        audit?.write(lines: auditLines)
     }
 
     private func deliver(_ events: [EvaluationEvent], at time: Int64) {
@@ -169,7 +196,6 @@ final class EngineCore: Sendable {
             switch event {
             case .transition(let record):
                 metrics.transition(rule: record.ruleID, kind: record.transition.rawValue)
-                audit?.record(record, rule: locked.withLock { $0.evaluator.ruleSet.rule(withID: record.ruleID) })
                 announce(
                     .object([
                         ("ts", .number(Double(record.timestamp))), ("rule", .string(record.ruleID)),
@@ -192,7 +218,7 @@ final class EngineCore: Sendable {
             case .action(let action):
                 liveFeed?.command(action)
                 desiredState.record(action, at: time)
-                send(action)
+                dispatcher.enqueue(action)  // its audit line was written by `commit`
             case .unusable(let ruleID, let topic, let problem, _):
                 metrics.rejected(problem.code)
                 problems.record(

@@ -1,50 +1,116 @@
 import Foundation
 import Rules
 
-/// Keeps rule instance state in a directory across restarts: `instances.json` (a snapshot, replaced
-/// atomically by rename) plus `journal.jsonl` (one line per changed instance, appended as transitions
-/// happen). Loading reads the snapshot, then the journal; a torn last line is ignored.
+/// Keeps the engine's state in a directory across restarts: `instances.json` and `sequences.json`
+/// (snapshots, replaced atomically by rename) plus `journal.jsonl`, one line per evaluated reading or
+/// timer that changed something, appended before the reading is acknowledged to the broker.
+///
+/// A journal line is one `write`: the instances the reading changed, its topic's `seq`, and the audit
+/// lines it produced. A `kill -9` therefore leaves either all of it or none of it (a torn last line
+/// is ignored); a reading whose line is there is a duplicate when the broker redelivers it, and audit
+/// lines of the last record that did not reach the audit file are written on the next start.
 public final class InstanceStateStore: @unchecked Sendable {
+    /// What `load` found.
+    public struct SavedState: Sendable {
+        /// The last state of every instance recorded.
+        public var instances: [InstanceSnapshot] = []
+        /// The last `seq` evaluated per topic.
+        public var sequences: [String: Int64] = [:]
+        /// The audit lines of the last journal record, which may not have reached the audit file.
+        public var lastAuditLines: [String] = []
+    }
+
+    /// One journal line.
+    public struct Record: Sendable {
+        public var instances: [InstanceSnapshot] = []
+        public var sequence: (topic: String, value: Int64)?
+        public var auditLines: [String] = []
+
+        public init(
+            instances: [InstanceSnapshot] = [],
+            sequence: (topic: String, value: Int64)? = nil,
+            auditLines: [String] = []
+        ) {
+            self.instances = instances
+            self.sequence = sequence
+            self.auditLines = auditLines
+        }
+
+        var isEmpty: Bool { instances.isEmpty && sequence == nil && auditLines.isEmpty }
+    }
+
     let directory: String
     private let lock = NSLock()
     private var journal: FileHandle?
-    private var journalLines = 0
+    private var journalInstanceLines = 0
+    private var journalBytes = 0
     private let compactAfterLines: Int
+    private let compactAfterBytes: Int
 
-    public init(directory: String, compactAfterLines: Int = 10_000) throws {
+    /// The journal is folded into the snapshots after `compactAfterLines` instance changes or
+    /// `compactAfterBytes` of journal (mostly `seq` records), whichever comes first.
+    public init(directory: String, compactAfterLines: Int = 10_000, compactAfterBytes: Int = 16 << 20) throws {
         self.directory = directory
         self.compactAfterLines = compactAfterLines
+        self.compactAfterBytes = compactAfterBytes
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
     var snapshotPath: String { directory + "/instances.json" }
+    var sequencesPath: String { directory + "/sequences.json" }
     var journalPath: String { directory + "/journal.jsonl" }
 
-    /// The last state of every instance recorded.
-    public func load() throws -> [InstanceSnapshot] {
+    /// Reads the snapshots, then the journal over them.
+    public func load() throws -> SavedState {
         var byKey: [String: InstanceSnapshot] = [:]
+        var state = SavedState()
         let decoder = JSONDecoder()
         if let data = FileManager.default.contents(atPath: snapshotPath) {
             for snapshot in try decoder.decode([InstanceSnapshot].self, from: data) { byKey[key(snapshot)] = snapshot }
         }
+        if let data = FileManager.default.contents(atPath: sequencesPath) {
+            state.sequences = try decoder.decode([String: Int64].self, from: data)
+        }
         if let data = FileManager.default.contents(atPath: journalPath) {
-            for line in data.split(separator: UInt8(ascii: "\n")) {
-                guard let snapshot = try? decoder.decode(InstanceSnapshot.self, from: Data(line)) else { continue }
-                byKey[key(snapshot)] = snapshot
+            var lines = data.split(separator: UInt8(ascii: "\n"))
+            if data.last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }  // torn by a kill
+            for line in lines {
+                if let record = try? decoder.decode(StoredRecord.self, from: Data(line)), record.isRecord {
+                    for snapshot in record.instances ?? [] { byKey[key(snapshot)] = snapshot }
+                    if let topic = record.topic, let sequence = record.seq {
+                        // max: a journal left behind by a compaction interrupted after its rename is older
+                        state.sequences[topic] = max(state.sequences[topic] ?? .min, sequence)
+                    }
+                    state.lastAuditLines = record.audit ?? []
+                } else if let snapshot = try? decoder.decode(InstanceSnapshot.self, from: Data(line)) {
+                    byKey[key(snapshot)] = snapshot  // a journal written before records had fields
+                    state.lastAuditLines = []
+                }
             }
         }
-        return Array(byKey.values)
+        state.instances = Array(byKey.values)
+        return state
     }
 
-    /// Appends changed instances to the journal (flushed to the kernel before returning).
-    public func append(_ snapshots: [InstanceSnapshot]) throws {
-        guard !snapshots.isEmpty else { return }
-        let encoder = JSONEncoder()
-        var data = Data()
-        for snapshot in snapshots {
-            data.append(try encoder.encode(snapshot))
-            data.append(UInt8(ascii: "\n"))
+    /// Appends one record to the journal as one write (in the kernel, so it survives a `kill -9`, when this returns).
+    public func append(_ record: Record) throws {
+        guard !record.isEmpty else { return }
+        var line = "{"
+        var separator = ""
+        if let sequence = record.sequence {
+            line += "\"topic\":\(JSONValue.string(sequence.topic).jsonText),\"seq\":\(sequence.value)"
+            separator = ","
         }
+        if !record.instances.isEmpty {
+            line += separator + "\"instances\":"
+            line += String(decoding: try JSONEncoder().encode(record.instances), as: UTF8.self)
+            separator = ","
+        }
+        if !record.auditLines.isEmpty {
+            line += separator + "\"audit\":" + JSONValue.array(record.auditLines.map(JSONValue.string)).jsonText
+        }
+        line += "}\n"
+        let data = Data(line.utf8)
         try lock.withLock {
             if journal == nil {
                 if !FileManager.default.fileExists(atPath: journalPath) {
@@ -54,35 +120,55 @@ public final class InstanceStateStore: @unchecked Sendable {
                 try journal?.seekToEnd()
             }
             try journal?.write(contentsOf: data)
-            journalLines += snapshots.count
+            journalInstanceLines += record.instances.count
+            journalBytes += data.count
         }
     }
 
-    /// Whether the journal is long enough to be folded into a new snapshot.
-    public var needsCompaction: Bool { lock.withLock { journalLines >= compactAfterLines } }
+    /// Whether the journal is long enough to be folded into new snapshots.
+    public var needsCompaction: Bool {
+        lock.withLock { journalInstanceLines >= compactAfterLines || journalBytes >= compactAfterBytes }
+    }
 
-    /// Writes `all` as the new snapshot (temporary file, fsync, rename) and empties the journal.
-    public func compact(_ all: [InstanceSnapshot]) throws {
-        let data = try JSONEncoder().encode(all)
-        let temporary = snapshotPath + ".tmp"
+    /// Writes `instances` and `sequences` as the new snapshots (temporary file, fsync, rename) and
+    /// empties the journal. Call it where no `append` can run at the same time.
+    public func compact(instances: [InstanceSnapshot], sequences: [String: Int64]) throws {
+        let encoder = JSONEncoder()
+        let instanceData = try encoder.encode(instances)
+        let sequenceData = try encoder.encode(sequences)
         try lock.withLock {
-            guard FileManager.default.createFile(atPath: temporary, contents: data) else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
-            }
-            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
-            try handle.synchronize()
-            try handle.close()
-            guard rename(temporary, snapshotPath) == 0 else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: snapshotPath])
-            }
+            try Self.replace(snapshotPath, with: instanceData)
+            try Self.replace(sequencesPath, with: sequenceData)
             try journal?.close()
             journal = nil
             try? FileManager.default.removeItem(atPath: journalPath)
-            journalLines = 0
+            journalInstanceLines = 0
+            journalBytes = 0
+        }
+    }
+
+    private static func replace(_ path: String, with data: Data) throws {
+        let temporary = path + ".tmp"
+        guard FileManager.default.createFile(atPath: temporary, contents: data) else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: temporary])
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: temporary))
+        try handle.synchronize()
+        try handle.close()
+        guard rename(temporary, path) == 0 else {
+            throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
         }
     }
 
     private func key(_ snapshot: InstanceSnapshot) -> String {
         snapshot.ruleID + "\u{0}" + snapshot.labels.joined(separator: "\u{0}")
+    }
+
+    private struct StoredRecord: Decodable {
+        var topic: String?
+        var seq: Int64?
+        var instances: [InstanceSnapshot]?
+        var audit: [String]?
+        var isRecord: Bool { topic != nil || instances != nil || audit != nil }
     }
 }

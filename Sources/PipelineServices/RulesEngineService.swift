@@ -94,10 +94,19 @@ public final class RulesEngineService: Service {
         )
         coreBox.core = core
         if let store {
-            let restored = core.restore(try store.load(), now: WallClock.nowMilliseconds())
+            let saved = try store.load()
+            let restored = core.restore(saved, now: WallClock.nowMilliseconds())
+            if try core.audit?.completeWith(saved.lastAuditLines) == true {
+                logger.notice(
+                    "wrote audit lines decided before the last stop but not yet in the audit file",
+                    metadata: ["count": "\(saved.lastAuditLines.count)"]
+                )
+            }
             logger.info(
                 "restored rule instances",
-                metadata: ["count": "\(restored)", "state_dir": "\(store.directory)"]
+                metadata: [
+                    "count": "\(restored)", "sequences": "\(saved.sequences.count)", "state_dir": "\(store.directory)",
+                ]
             )
         }
         logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "filters": "\(core.filters)"])
@@ -189,6 +198,7 @@ public final class RulesEngineService: Service {
                 core.send(resend)
             }
             core.compactStateIfNeeded()
+            core.problems.flush(at: WallClock.nowMilliseconds())
             let wait = core.nextDeadline.map { max(1, min(50, $0 - WallClock.nowMilliseconds())) } ?? 50
             try await Task.sleep(for: .milliseconds(wait))
         }

@@ -144,6 +144,9 @@ public struct Evaluator: Sendable {
     var lastReasons: [Int32: String] = [:]
     /// Readings that reached at least one rule instance (not duplicates, not on unmatched topics).
     public private(set) var evaluatedReadingCount = 0
+    /// The `seq` of the reading `process` just evaluated, nil when it had none or was dropped
+    /// (what `--state-dir` writes down, so a redelivery after a restart is known as a duplicate).
+    public private(set) var lastAcceptedSequence: Int64?
     /// The current reading's `seq` and fields, by position in its route (reused: no allocation per reading).
     private var fieldValues: [JSONValue?] = []
 
@@ -167,6 +170,7 @@ public struct Evaluator: Sendable {
 
     /// Evaluates one reading; appends what happened to `events`.
     public mutating func process(_ reading: Reading, into events: inout [EvaluationEvent]) {
+        lastAcceptedSequence = nil
         advance(to: reading.timestamp - 1, into: &events)
         let time = max(reading.timestamp, now)
         now = time
@@ -193,6 +197,7 @@ public struct Evaluator: Sendable {
                     into: &events
                 )
             else { return }
+            lastAcceptedSequence = sequence
         }
         evaluatedReadingCount &+= 1
         for target in resolution.targets {

@@ -32,8 +32,12 @@ extension Rule {
 
     /// A short, stable hash of `definitionFingerprint` (FNV-1a, 64 bits, hex), for audit trails.
     public var definitionHash: String {
+        Rule.hash(ofFingerprint: definitionFingerprint)
+    }
+
+    static func hash(ofFingerprint fingerprint: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in definitionFingerprint.utf8 {
+        for byte in fingerprint.utf8 {
             hash ^= UInt64(byte)
             hash = hash &* 0x100_0000_01b3
         }
@@ -91,6 +95,20 @@ extension Evaluator {
         }
     }
 
+    /// The last `seq` seen on every topic that had one.
+    public var lastSequences: [String: Int64] {
+        var result: [String: Int64] = [:]
+        for (topic, route) in routes where route.lastSequence != .min { result[topic] = route.lastSequence }
+        return result
+    }
+
+    /// Restores the last `seq` per topic (kept with `--state-dir`): a reading at or below it is a duplicate.
+    public mutating func restoreSequences(_ sequences: [String: Int64]) {
+        for (topic, sequence) in sequences {
+            routes[topic, default: Route()].lastSequence = max(routes[topic]?.lastSequence ?? .min, sequence)
+        }
+    }
+
     /// Snapshots of every instance that is not plainly inactive.
     public func snapshotAll() -> [InstanceSnapshot] {
         instances.compactMap { instance in
@@ -108,7 +126,7 @@ extension Evaluator {
         var restored = 0
         for snapshot in snapshots {
             guard let ruleIndex = byID[snapshot.ruleID],
-                ruleSet.rules[ruleIndex].definitionFingerprint == snapshot.definition,
+                ruleSet.definitionFingerprints[ruleIndex] == snapshot.definition,
                 snapshot.labels.count == ruleSet.rules[ruleIndex].topic.captureNames.count
             else { continue }
             var instance = Instance(rule: Int32(ruleIndex), labels: snapshot.labels)
@@ -148,7 +166,7 @@ extension Evaluator {
         }
         return InstanceSnapshot(
             ruleID: rule.id,
-            definition: rule.definitionFingerprint,
+            definition: ruleSet.definitionFingerprints[Int(instance.rule)],
             labels: instance.labels,
             phase: phase,
             since: since,

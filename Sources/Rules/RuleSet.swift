@@ -13,6 +13,11 @@ public struct RuleSet: Sendable {
     let keyRanges: [Range<Int>?]
     static let sequenceKeyRange = 0..<3
     private let indexByID: [String: Int]
+    /// Each rule's `definitionFingerprint`, computed once (it is built by reflection: slow to repeat per
+    /// transition).
+    public let definitionFingerprints: [String]
+    /// Each rule's `definitionHash`.
+    public let definitionHashes: [String]
 
     /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
     public init(rules: [Rule]) {
@@ -40,6 +45,13 @@ public struct RuleSet: Sendable {
         }
         self.keyBytes = keyBytes
         self.indexByID = Dictionary(rules.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
+        self.definitionFingerprints = rules.map(\.definitionFingerprint)
+        self.definitionHashes = definitionFingerprints.map(Rule.hash(ofFingerprint:))
+    }
+
+    /// The position in `rules` of the rule with `id`.
+    public func index(ofRuleWithID id: String) -> Int? {
+        indexByID[id]
     }
 
     /// The distinct MQTT filters to subscribe to, in first-use order.

@@ -17,6 +17,18 @@ struct JSONAndTimeTests {
         #expect(value.jsonText == output)
     }
 
+    /// Escaping around characters that combine with what precedes them (a quote and U+0301 are one
+    /// Character, so are CR LF), control characters, DEL, and a string with nothing to escape.
+    @Test(arguments: [
+        ("\"\u{301}x", #""\"\#u{301}x""#),
+        ("a\r\nb\u{1}\u{7F}\\", #""a\r\nb\u0001\u007f\\""#),
+        ("plain é 😀", #""plain é 😀""#),
+    ])
+    func escapesStrings(string: String, expected: String) throws {
+        #expect(JSONValue.string(string).jsonText == expected)
+        #expect(JSONValue(parsing: expected) == .string(string))
+    }
+
     @Test(arguments: [
         "", "{", "[1,]", "01", "1.", "NaN", "Infinity", "\"\u{1}\"", "{\"a\" 1}", "tru", "1 2",
         "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
