@@ -6,7 +6,8 @@ public struct InstanceSnapshot: Sendable, Hashable, Codable {
     }
 
     public var ruleID: String
-    /// Identifies the rule's definition; a snapshot of a changed rule is not restored.
+    /// The rule's `definitionHash` (earlier versions wrote the whole fingerprint; both are accepted);
+    /// a snapshot of a changed rule is not restored.
     public var definition: String
     public var labels: [String]
     public var phase: Phase
@@ -126,7 +127,8 @@ extension Evaluator {
         var restored = 0
         for snapshot in snapshots {
             guard let ruleIndex = byID[snapshot.ruleID],
-                ruleSet.definitionFingerprints[ruleIndex] == snapshot.definition,
+                ruleSet.definitionHashes[ruleIndex] == snapshot.definition
+                    || ruleSet.definitionFingerprints[ruleIndex] == snapshot.definition,
                 snapshot.labels.count == ruleSet.rules[ruleIndex].topic.captureNames.count
             else { continue }
             var instance = Instance(rule: Int32(ruleIndex), labels: snapshot.labels)
@@ -166,7 +168,7 @@ extension Evaluator {
         }
         return InstanceSnapshot(
             ruleID: rule.id,
-            definition: ruleSet.definitionFingerprints[Int(instance.rule)],
+            definition: ruleSet.definitionHashes[Int(instance.rule)],
             labels: instance.labels,
             phase: phase,
             since: since,

@@ -49,6 +49,18 @@ struct EvaluatorStateTests {
         )
     }
 
+    @Test func aSnapshotFromAnEarlierVersionWithTheWholeFingerprintRestores() throws {
+        let ruleSet = try loadRules(Self.rules)
+        var first = Evaluator(ruleSet: ruleSet)
+        first.tracksChanges = true
+        _ = process(&first, "31", at: 0)
+        var saved = first.takeChangedInstances()
+        #expect(saved.map(\.definition) == [ruleSet.rules[0].definitionHash])
+        saved[0].definition = ruleSet.rules[0].definitionFingerprint
+        var second = Evaluator(ruleSet: ruleSet)
+        #expect(second.restore(saved, now: 4000) == 1)
+    }
+
     @Test func aChangedRuleDoesNotRestore() throws {
         var first = Evaluator(ruleSet: try loadRules(Self.rules))
         first.tracksChanges = true
