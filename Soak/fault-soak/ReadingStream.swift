@@ -172,6 +172,9 @@ struct AuditCount {
     var duplicated = 0
     /// Lines that match no published reading (must stay 0).
     var unexpected = 0
+    /// With nothing lost, every reading must change exactly the rules whose bit differs from the previous
+    /// reading's: transitions missing or extra (an instance restored in the wrong state) count here.
+    var wrongTransitions = 0
 
     init(auditPath: String, stream: ReadingStream) throws {
         let data = try Data(contentsOf: URL(fileURLWithPath: auditPath))
@@ -205,7 +208,15 @@ struct AuditCount {
             let perRule = counts[(reading * stream.bits)..<((reading + 1) * stream.bits)]
             if perRule.allSatisfy({ $0 == 0 }) { lost += 1 }
             duplicated += perRule.reduce(0) { $0 + max(0, Int($1) - 1) }
+            let sequence = reading / stream.sensors + 1
+            for bit in 0..<stream.bits {
+                // From inactive, the first reading fires the rules of its set bits.
+                let previous = sequence == 1 ? 0 : ((sequence - 1) >> bit) & 1
+                let expected = (sequence >> bit) & 1 != previous
+                if (counts[reading * stream.bits + bit] > 0) != expected { wrongTransitions += 1 }
+            }
         }
+        if lost > 0 { wrongTransitions = 0 }  // after a gap the next reading's transitions differ by design
     }
 
     private static func find(_ key: [UInt8], in line: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
@@ -347,7 +358,7 @@ func runStream(
     let reportedDuplicates = Int(counters["sensor_pipeline_readings_duplicate_total"] ?? 0)
 
     var detail = "\(stream.readings) readings at QoS 1; "
-    var passed = audit.duplicated == 0 && audit.unexpected == 0 && exitStatus == 0
+    var passed = audit.duplicated == 0 && audit.unexpected == 0 && audit.wrongTransitions == 0 && exitStatus == 0
     switch fault {
     case .engineKill:
         detail +=
@@ -368,6 +379,7 @@ func runStream(
         passed = passed && audit.lost == 0 && (silences.max() ?? 0) <= Double(2_000 * keepalive + 1_000)
     }
     if audit.unexpected > 0 { detail += "; \(audit.unexpected) unexpected audit lines" }
+    if audit.lost == 0 { detail += "; \(audit.wrongTransitions) transitions missing or extra" }
     if exitStatus != 0 { detail += "; engine exit \(exitStatus) on SIGTERM" }
     return FaultRow(
         fault: fault.rawValue,

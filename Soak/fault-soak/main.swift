@@ -33,64 +33,42 @@ signal(SIGPIPE, SIG_IGN)  // the proxy writes to sockets its peers may have clos
 let long = parsedLong
 let seed = parsedSeed
 
-@Sendable func stream(_ name: String, readings: Int, perSecond: Int) -> ReadingStream {
-    ReadingStream(readings: readings, sensors: 100, perSecond: perSecond, prefix: "soak-\(name)-\(seed)")
-}
-
 /// One line to stdout at once (print's buffer would hold rows back when stdout is a file).
 func emit(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
-let sections: [(name: String, run: @Sendable () async throws -> FaultRow)] = [
-    ("rules", { try await runRuleFileCorruptions(count: long ? 1_000 : 40, seed: seed) }),
-    (
-        "engine",
-        {
-            try await runStream(
-                .engineKill,
-                count: long ? 20 : 3,
-                stream: stream("engine", readings: long ? 1_000_000 : 20_000, perSecond: long ? 10_000 : 2_000),
-                seed: seed
-            )
-        }
-    ),
-    (
-        "broker-stop",
-        {
-            try await runStream(
-                .brokerStop,
-                count: long ? 20 : 2,
-                stream: stream("stop", readings: long ? 200_000 : 10_000, perSecond: long ? 4_000 : 2_000),
-                seed: seed
-            )
-        }
-    ),
-    (
-        "broker-kill",
-        {
-            try await runStream(
-                .brokerKill,
-                count: long ? 20 : 2,
-                stream: stream("kill", readings: long ? 200_000 : 10_000, perSecond: long ? 4_000 : 2_000),
-                seed: seed
-            )
-        }
-    ),
-    (
-        "cut",
-        {
-            try await runStream(
-                .networkCut,
-                count: long ? 5 : 1,
-                stream: stream("cut", readings: long ? 300_000 : 30_000, perSecond: long ? 4_000 : 2_000),
-                seed: seed,
-                keepalive: 5
-            )
-        }
-    ),
-    ("actuator", { try await runActuatorRestarts(count: long ? 20 : 2) }),
-]
+/// The stream faults: name, fault, injections, readings and readings per second (short, long).
+let streamFaults: [(name: String, fault: StreamFault, count: (Int, Int), readings: (Int, Int), perSecond: (Int, Int))] =
+    [
+        ("engine", .engineKill, (3, 20), (20_000, 1_000_000), (2_000, 10_000)),
+        ("broker-stop", .brokerStop, (2, 20), (10_000, 200_000), (2_000, 4_000)),
+        ("broker-kill", .brokerKill, (2, 20), (10_000, 200_000), (2_000, 4_000)),
+        ("cut", .networkCut, (1, 5), (30_000, 300_000), (2_000, 4_000)),
+    ]
+
+let sections: [(name: String, run: () async throws -> FaultRow)] =
+    [("rules", { try await runRuleFileCorruptions(count: long ? 1_000 : 40, seed: seed) })]
+    + streamFaults.map { plan in
+        (
+            plan.name,
+            {
+                try await runStream(
+                    plan.fault,
+                    count: long ? plan.count.1 : plan.count.0,
+                    stream: ReadingStream(
+                        readings: long ? plan.readings.1 : plan.readings.0,
+                        sensors: 100,
+                        perSecond: long ? plan.perSecond.1 : plan.perSecond.0,
+                        prefix: "soak-\(plan.name)-\(seed)"
+                    ),
+                    seed: seed,
+                    keepalive: plan.fault == .networkCut ? 5 : 30
+                )
+            }
+        )
+    }
+    + [("actuator", { try await runActuatorRestarts(count: long ? 20 : 2) })]
 
 emit("fault-soak\(long ? " --long" : ""), seed \(seed)")
 emit(FaultRow.header())
