@@ -373,10 +373,11 @@ func runStream(
         passed = passed && reportedLost == audit.lost && (recoveries.max() ?? 0) <= 31_000
     case .networkCut:
         detail +=
-            "keepalive \(keepalive) s; cut detected \(FaultRow.summary(detections)) after the cut, \(FaultRow.summary(silences)) after the last reading received (limit 2 x keepalive + libmosquitto's 1 s loop tick: \(2 * keepalive + 1) s); engine reported \(reportedLost) lost, dropped \(reportedDuplicates) redelivered"
+            "keepalive \(keepalive) s; cut detected \(FaultRow.summary(detections)) after the cut, \(FaultRow.summary(silences)) after the last reading received (limit 2 x keepalive + libmosquitto's 1 s loop tick + 1 s for a loaded machine: \(2 * keepalive + 2) s); engine reported \(reportedLost) lost, dropped \(reportedDuplicates) redelivered"
         // libmosquitto sends PINGREQ after `keepalive` without traffic and gives up after another
-        // `keepalive` without PINGRESP, checked on its network loop's 1 s tick.
-        passed = passed && audit.lost == 0 && (silences.max() ?? 0) <= Double(2_000 * keepalive + 1_000)
+        // `keepalive` without PINGRESP, checked on its network loop's 1 s tick; the short mode runs in CI
+        // on busy machines, hence one more second before this fails.
+        passed = passed && audit.lost == 0 && (silences.max() ?? 0) <= Double(2_000 * keepalive + 2_000)
     }
     if audit.unexpected > 0 { detail += "; \(audit.unexpected) unexpected audit lines" }
     if audit.lost == 0 { detail += "; \(audit.wrongTransitions) transitions missing or extra" }
