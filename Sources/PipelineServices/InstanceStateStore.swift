@@ -20,12 +20,16 @@ public final class InstanceStateStore: @unchecked Sendable {
         public var lastAuditLines: [String] = []
     }
 
-    /// One journal line.
+    /// One journal line: what one reading (or one timer) did.
     public struct Record: Sendable {
+        /// The instances it changed.
         public var instances: [InstanceSnapshot] = []
+        /// The reading's topic and `seq`, when it had one and was evaluated.
         public var sequence: (topic: String, value: Int64)?
+        /// The audit lines it produced, in the order they are written to the audit file.
         public var auditLines: [String] = []
 
+        /// A record; empty records are not written.
         public init(
             instances: [InstanceSnapshot] = [],
             sequence: (topic: String, value: Int64)? = nil,
