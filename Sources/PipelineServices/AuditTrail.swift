@@ -18,16 +18,6 @@ public final class AuditTrail: @unchecked Sendable {
         try handle.seekToEnd()
     }
 
-    /// Records a transition.
-    public func record(_ transition: TransitionRecord, in ruleSet: RuleSet) {
-        write(lines: [Self.line(for: transition, in: ruleSet)])
-    }
-
-    /// Records a command (an action) as it is sent.
-    public func record(_ action: FiredAction, in ruleSet: RuleSet) {
-        write(lines: [Self.line(for: action, in: ruleSet)])
-    }
-
     /// Appends lines (without their newlines) in one write.
     public func write(lines: [String]) {
         guard !lines.isEmpty else { return }

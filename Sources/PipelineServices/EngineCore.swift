@@ -151,9 +151,10 @@ final class EngineCore: Sendable {
         }
     }
 
-    /// Queues a command for its handler and writes it to the audit trail.
+    /// Queues a command (a desired-state re-send) for its handler after writing it down like any decision,
+    /// so its audit line is ordered with the others and the journal's last record names it.
     func send(_ action: FiredAction) {
-        audit?.record(action, in: locked.withLock { $0.evaluator.ruleSet })
+        locked.withLock { commit(&$0, events: [.action(action)], topic: nil) }
         dispatcher.enqueue(action)
     }
 
