@@ -1,5 +1,9 @@
 /// Durations in rule files: `500ms`, `10s`, `5m`, `1h`, `1h30m`, `2d`, or `0`. Stored as milliseconds.
 public enum RuleDuration {
+    /// The longest duration a file may give: 100 years of 365.25 days. Times plus durations stay far
+    /// from Int64's limits, so the evaluator's arithmetic cannot overflow.
+    public static let maximumMilliseconds: Int64 = 3_155_760_000_000
+
     /// Parses a duration; nil when malformed.
     public static func milliseconds(_ text: String) -> Int64? {
         if text == "0" { return 0 }

@@ -130,6 +130,10 @@ public struct YAMLReader {
             error(node, "\(what) '\(text)' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)")
             return nil
         }
+        guard value <= RuleDuration.maximumMilliseconds else {
+            error(node, "\(what) '\(scalar.string)' is longer than 100 years")
+            return nil
+        }
         return value
     }
 

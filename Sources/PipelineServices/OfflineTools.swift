@@ -105,9 +105,13 @@ public struct OfflineTools: Sendable {
     }
 
     private func parseEnd(_ text: String) throws -> Int64 {
-        if let milliseconds = Int64(text) { return milliseconds }
-        if let parsed = Timestamp.parseRFC3339(text) { return parsed }
-        throw RuleFilesError("--end '\(text)' must be Unix milliseconds or RFC 3339")
+        guard let end = Int64(text) ?? Timestamp.parseRFC3339(text) else {
+            throw RuleFilesError("--end '\(text)' must be Unix milliseconds or RFC 3339")
+        }
+        guard Timestamp.validRange.contains(end) else {
+            throw RuleFilesError("--end '\(text)' is outside years 1 to 9999")
+        }
+        return end
     }
 
     private func report(_ error: any Error) {

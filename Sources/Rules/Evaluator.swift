@@ -168,10 +168,11 @@ public struct Evaluator: Sendable {
     /// The number of rule instances (rule × captured labels) alive.
     public var instanceCount: Int { instances.count }
 
-    /// Evaluates one reading; appends what happened to `events`.
+    /// Evaluates one reading; appends what happened to `events`. Times are within `Timestamp.validRange`
+    /// (the readers of outside input check it), so adding a rule's durations never overflows.
     public mutating func process(_ reading: Reading, into events: inout [EvaluationEvent]) {
         lastAcceptedSequence = nil
-        advance(to: reading.timestamp - 1, into: &events)
+        advance(to: reading.timestamp == .min ? .min : reading.timestamp - 1, into: &events)
         let time = max(reading.timestamp, now)
         now = time
         var routeIndex = routes.index(forKey: reading.topic)
@@ -211,7 +212,7 @@ public struct Evaluator: Sendable {
             let slot = Int(entry.slot)
             guard instances[slot].timerGeneration == entry.generation else { continue }
             now = max(now, entry.due)
-            if let stale = ruleSet.cores[Int(entry.rule)].staleMilliseconds, let last = instances[slot].lastReadingAt,
+            if let stale = ruleSet.cores[Int(entry.rule)].staleMilliseconds, let last = instances[slot].staleSince,
                 entry.due >= last + stale
             {
                 instances[slot].stale = true
@@ -543,7 +544,7 @@ public struct Evaluator: Sendable {
         if case .pending(let since) = instance.phase {
             due = min(due ?? .max, since + core.forMilliseconds)
         }
-        if let stale = core.staleMilliseconds, let last = instance.lastReadingAt, !instance.stale {
+        if let stale = core.staleMilliseconds, let last = instance.staleSince, !instance.stale {
             due = min(due ?? .max, last + stale)
         }
         guard due != instance.timerDue else { return }
@@ -724,6 +725,7 @@ extension Evaluator {
         var flapping = false
         private var storedHoldsSince = Int64.min
         private var storedLastReadingAt = Int64.min
+        private var storedStaleSince = Int64.min
         private var storedLastTransitionAt = Int64.min
         private var storedDeferredUntil = Int64.min
         private var storedTimerDue = Int64.min
@@ -739,6 +741,12 @@ extension Evaluator {
         var lastReadingAt: Int64? {
             get { Instance.optional(storedLastReadingAt) }
             set { storedLastReadingAt = newValue ?? .min }
+        }
+        /// What `stale` counts from: the last usable reading; before any, the instance's first reading
+        /// (a sensor that only ever sent garbage is as broken as a silent one); after a restart, the restart.
+        var staleSince: Int64? {
+            get { Instance.optional(storedStaleSince) }
+            set { storedStaleSince = newValue ?? .min }
         }
         var lastTransitionAt: Int64? {
             get { Instance.optional(storedLastTransitionAt) }
@@ -765,6 +773,7 @@ extension Evaluator {
         mutating func observe(_ value: JSONValue, holds: Bool, at time: Int64) {
             lastValue = value
             lastReadingAt = time
+            staleSince = time
             stale = false
             self.holds = holds
             if holds, holdsSince == nil { holdsSince = time }
@@ -774,6 +783,7 @@ extension Evaluator {
         /// Takes in a reading the rule could not use, as the rule's `on_unknown` says (the problem itself
         /// is kept in the evaluator's `lastProblems`).
         mutating func observeUnusable(policy: Rule.UnknownPolicy, at time: Int64) {
+            if staleSince == nil { staleSince = time }
             switch policy {
             case .keep: break
             case .fire:

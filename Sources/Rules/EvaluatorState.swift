@@ -16,6 +16,8 @@ public struct InstanceSnapshot: Sendable, Hashable, Codable {
     public var holdsSince: Int64?
     /// The last usable value, as JSON text.
     public var lastValue: String?
+    /// When the last usable reading arrived (absent in snapshots written before it was kept).
+    public var lastReadingAt: Int64?
     public var lastTransitionAt: Int64?
     public var recentTransitions: [Int64]
 }
@@ -23,12 +25,7 @@ public struct InstanceSnapshot: Sendable, Hashable, Codable {
 extension Rule {
     /// A text that changes whenever the rule's behaviour changes (not its description or position).
     public var definitionFingerprint: String {
-        var rule = self
-        rule.description = nil
-        rule.location = SourceLocation(file: "", line: 0, column: 0)
-        for index in rule.onFire.indices { rule.onFire[index].location = rule.location }
-        for index in rule.onClear.indices { rule.onClear[index].location = rule.location }
-        return String(describing: rule)
+        String(describing: definition)
     }
 
     /// A short, stable hash of `definitionFingerprint` (FNV-1a, 64 bits, hex), for audit trails.
@@ -119,7 +116,7 @@ extension Evaluator {
     }
 
     /// Restores snapshots of rules whose definition is unchanged; returns how many were restored.
-    /// `stale` counts from `now` for restored instances (their last reading time is not kept).
+    /// `stale` counts from `now` for restored instances: the engine could not hear the sensor while it was down.
     @discardableResult
     public mutating func restore(_ snapshots: [InstanceSnapshot], now: Int64) -> Int {
         var byID: [String: Int] = [:]
@@ -140,7 +137,8 @@ extension Evaluator {
             instance.holds = snapshot.phase != .inactive
             instance.holdsSince = snapshot.holdsSince
             instance.lastValue = snapshot.lastValue.flatMap { JSONValue(parsing: $0) }
-            instance.lastReadingAt = now
+            instance.lastReadingAt = snapshot.lastReadingAt
+            instance.staleSince = now
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
             let slot = slot(rule: ruleIndex, labels: snapshot.labels)
@@ -174,6 +172,7 @@ extension Evaluator {
             since: since,
             holdsSince: instance.holdsSince,
             lastValue: instance.lastValue?.jsonText,
+            lastReadingAt: instance.lastReadingAt,
             lastTransitionAt: instance.lastTransitionAt,
             recentTransitions: instance.recentTransitions
         )

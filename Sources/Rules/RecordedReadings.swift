@@ -45,10 +45,17 @@ public enum RecordedReadings {
             guard value.isFinite, value == value.rounded() else {
                 return .failure(Message(text: "\"ts\" must be whole Unix milliseconds"))
             }
+            guard Double(Timestamp.validRange.lowerBound) <= value, value <= Double(Timestamp.validRange.upperBound)
+            else {
+                return .failure(Message(text: "\"ts\" \(JSONValue.format(value)) is outside years 1 to 9999"))
+            }
             timestamp = Int64(value)
         case .string(let text)?:
             guard let parsed = Timestamp.parseRFC3339(text) else {
                 return .failure(Message(text: "\"ts\" '\(text)' is not RFC 3339 (e.g. 2026-11-29T10:00:00.250Z)"))
+            }
+            guard Timestamp.validRange.contains(parsed) else {
+                return .failure(Message(text: "\"ts\" '\(text)' is outside years 1 to 9999"))
             }
             timestamp = parsed
         default:
@@ -66,6 +73,10 @@ public struct RecordedReadingsError: Error, CustomStringConvertible, Sendable {
 
 /// Time helpers that need no clock.
 public enum Timestamp {
+    /// The Unix milliseconds of 0001-01-01T00:00:00Z through 9999-12-31T23:59:59.999Z: every time taken
+    /// from outside must be in it, so that adding any rule duration (at most 100 years) cannot overflow.
+    public static let validRange: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
+
     /// Parses `2026-11-29T10:00:00Z`, `…:00.123+01:00` into Unix milliseconds.
     public static func parseRFC3339(_ text: String) -> Int64? {
         let bytes = Array(text.utf8)

@@ -68,13 +68,20 @@ public struct Rule: Hashable, Sendable {
         }
     }
 
-    /// Two rules with the same definition keep their instances' state across a reload.
+    /// Two rules with the same definition keep their instances' state across a reload: every field but
+    /// the description and the source positions (of the rule and of each action) is compared.
     public func hasSameDefinition(as other: Rule) -> Bool {
-        var this = self
-        let that = other
-        this.location = that.location
-        this.description = that.description
-        return this == that
+        definition == other.definition
+    }
+
+    /// The rule without what does not change its behaviour: description and source positions.
+    var definition: Rule {
+        var rule = self
+        rule.description = nil
+        rule.location = SourceLocation(file: "", line: 0, column: 0)
+        for index in rule.onFire.indices { rule.onFire[index].location = rule.location }
+        for index in rule.onClear.indices { rule.onClear[index].location = rule.location }
+        return rule
     }
 }
 

@@ -61,6 +61,27 @@ struct EvaluatorStateTests {
         #expect(second.restore(saved, now: 4000) == 1)
     }
 
+    /// After a restart the last reading's time is the reading's, not the restart's (audit `reading.ts`,
+    /// `/api/instances` `last_reading_at`); `stale` still counts from the restart.
+    @Test func aRestoredInstanceKeepsItsLastReadingTime() throws {
+        let rules = ruleFile("above: 30\nfor: 10s\nstale: 1m")
+        var first = Evaluator(ruleSet: try loadRules(rules))
+        first.tracksChanges = true
+        _ = process(&first, "31", at: 1000)
+        let saved = first.takeChangedInstances()
+
+        var second = Evaluator(ruleSet: try loadRules(rules))
+        #expect(second.restore(saved, now: 5000) == 1)
+        #expect(second.instanceReports().first?.lastReadingAt == 1000)
+        let fired = advance(&second, to: 11_000).compactMap { event -> TransitionRecord? in
+            if case .transition(let record) = event { record } else { nil }
+        }
+        #expect(fired.map(\.timestamp) == [11_000])
+        #expect(fired.first?.readingTimestamp == 1000)
+        // Stale counts from the restart (5 s), not from the reading (1 s): no stale before 65 s.
+        #expect(second.nextDeadline == 65_000)
+    }
+
     @Test func aChangedRuleDoesNotRestore() throws {
         var first = Evaluator(ruleSet: try loadRules(Self.rules))
         first.tracksChanges = true
@@ -85,6 +106,20 @@ struct EvaluatorStateTests {
         let fired = events.compactMap { if case .transition(let record) = $0 { record.ruleID } else { nil } }
         // "kept" keeps its pending timer; "edited" starts over and needs a new reading.
         #expect(fired == ["kept"])
+    }
+
+    /// A comment line above a rule moves it and its actions down a line: that is no change of the rule.
+    @Test func reloadKeepsStateWhenOnlySourcePositionsMoved() throws {
+        let rules = ruleFile("above: 30\nfor: 10s\ncooldown: 1m")
+        var evaluator = Evaluator(ruleSet: try loadRules(rules))
+        _ = process(&evaluator, "35", at: 0)
+        let moved = try loadRules("# a comment\n\n" + rules)
+        #expect(moved.rules[0].onFire[0].location != evaluator.ruleSet.rules[0].onFire[0].location)
+        evaluator.replaceRules(with: moved)
+        let events = advance(&evaluator, to: 10_000)
+        let fired = events.compactMap { if case .transition(let record) = $0 { record.ruleID } else { nil } }
+        #expect(fired == ["r"])
+        #expect(evaluator.ruleSet.rules[0].location.line == 4)
     }
 }
 

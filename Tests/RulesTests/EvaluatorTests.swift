@@ -165,6 +165,19 @@ struct EvaluatorTests {
             readings: [(0, "20"), (30_000, "x"), (70_000, "y")],
             expected: ["fire@60000"]
         ),
+        Scenario(
+            name: "a sensor that only ever sent garbage goes stale, counted from its first reading",
+            keys: "above: 30\nstale: 1m",
+            readings: [(0, "x"), (30_000, "y")],
+            until: 120_000,
+            expected: ["fire@60000"]
+        ),
+        Scenario(
+            name: "a usable reading after garbage-only stale clears it",
+            keys: "above: 30\nstale: 1m",
+            readings: [(0, "x"), (90_000, "20")],
+            expected: ["fire@60000", "clear@90000"]
+        ),
         // cooldown: deferred, not dropped
         Scenario(
             name: "cooldown defers a clear",

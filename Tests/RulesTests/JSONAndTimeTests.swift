@@ -64,6 +64,33 @@ struct JSONAndTimeTests {
         }
     }
 
+    /// Times outside years 1–9999 are errors with the line, not a trap (1e19 used to die with SIGILL).
+    @Test(arguments: [
+        #"{"ts": 1e19, "topic": "t", "payload": 1}"#,
+        #"{"ts": -9223372036854775808, "topic": "t", "payload": 1}"#,
+        #"{"ts": 9223372036854775807, "topic": "t", "payload": 1}"#,
+        #"{"ts": 253402300800000, "topic": "t", "payload": 1}"#,
+        #"{"ts": "0000-01-01T00:00:00Z", "topic": "t", "payload": 1}"#,
+    ])
+    func readingsFileRejectsTimesOutOfRange(line: String) {
+        #expect {
+            try RecordedReadings.parse(line, path: "r.jsonl")
+        } throws: { error in
+            (error as? RecordedReadingsError)?.description.hasPrefix("r.jsonl:1:1: error: \"ts\"") == true
+        }
+    }
+
+    /// The evaluator takes every time a readings file may hold, with the longest durations, without trapping.
+    @Test(arguments: [Timestamp.validRange.lowerBound, Timestamp.validRange.upperBound, 0])
+    func evaluatorTakesExtremeTimes(time: Int64) throws {
+        let ruleSet = try loadRules(ruleFile("above: 30\nfor: 36524d\nstale: 36524d\ncooldown: 36524d\nmin_on: 36524d"))
+        var evaluator = Evaluator(ruleSet: ruleSet)
+        var events: [EvaluationEvent] = []
+        evaluator.process(Reading(topic: "sensors/d1/temperature", payload: "31", timestamp: time), into: &events)
+        evaluator.advance(to: time + RuleDuration.maximumMilliseconds, into: &events)
+        #expect(evaluator.instanceCount == 1)
+    }
+
     @Test func aStringPayloadIsTheRawText() throws {
         let readings = try RecordedReadings.parse(#"{"ts": 1, "topic": "d", "payload": "open"}"#, path: "r")
         #expect(readings.first?.payload == Array("open".utf8))

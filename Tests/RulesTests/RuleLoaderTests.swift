@@ -59,6 +59,13 @@ struct RuleLoaderTests {
             message: "is not a duration"
         ),
         Problem(
+            name: "a duration longer than 100 years",
+            text: base + "    above: 30\n    for: 99999999d\n",
+            line: 5,
+            column: 10,
+            message: "'for' '99999999d' is longer than 100 years"
+        ),
+        Problem(
             name: "NaN threshold",
             text: base + "    above: .nan\n",
             line: 4,
