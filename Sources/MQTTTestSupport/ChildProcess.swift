@@ -136,6 +136,25 @@ public final class ChildProcess: Sendable {
         return status
     }
 
+    /// Waits at most `timeout` for the process to exit; then kills it with SIGKILL (status 137).
+    public func waitForExit(killingAfter timeout: Duration) async -> Int32 {
+        let pid = self.pid
+        return await withTaskGroup(of: Int32?.self) { group in
+            group.addTask { await self.waitForExit() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next()!
+            if let status = first {
+                group.cancelAll()
+                return status
+            }
+            kill(pid, SIGKILL)
+            return await group.next()!!
+        }
+    }
+
     /// Waits for the process to exit (blocking a thread of its own) and returns its exit status; `output`
     /// may still miss the last lines (use `waitForExitAndOutput()` to read them).
     public func waitForExit() async -> Int32 {

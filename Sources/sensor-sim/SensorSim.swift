@@ -34,31 +34,39 @@ struct RunDevices: AsyncParsableCommand {
     var haDiscovery = false
     @OptionGroup var broker: BrokerOptions
 
+    func validate() throws {
+        try SimulatorOptions.checkSpeed(speed)
+        if let rate, !(rate > 0 && rate <= 1000) {
+            throw ValidationError("--rate must be above 0 and at most 1000 readings per second (got \(rate))")
+        }
+        guard qos == 0 || qos == 1 else { throw ValidationError("--qos must be 0 or 1 (got \(qos))") }
+        guard (1...100_000).contains(replicas) else {
+            throw ValidationError("--replicas must be 1 to 100000 (got \(replicas))")
+        }
+        _ = try SimulatorOptions.logLevel(logLevel)
+        if let duration, RuleDuration.milliseconds(duration) == nil {
+            throw ValidationError("--duration '\(duration)' is not a duration (e.g. 30s)")
+        }
+    }
+
     func run() async throws {
-        bootstrapLogging(logLevel)
+        bootstrapLogging(try SimulatorOptions.logLevel(logLevel))
         let logger = Logger(label: "sensor-sim")
         let devices: [Device]
         do {
-            devices = try DeviceFiles.load(files, replicas: max(1, replicas))
+            devices = try DeviceFiles.load(files, replicas: replicas)
         } catch let error as DeviceLoadError {
             for diagnostic in error.diagnostics { FileHandleOutput.standardError.write("\(diagnostic)\n") }
             throw ExitCode.failure
         }
-        guard speed > 0 else { throw ValidationError("--speed must be above 0") }
-        var wallDuration: Duration?
-        if let duration {
-            guard let milliseconds = RuleDuration.milliseconds(duration) else {
-                throw ValidationError("--duration '\(duration)' is not a duration (e.g. 30s)")
-            }
-            wallDuration = .milliseconds(milliseconds)
-        }
+        let wallDuration = duration.flatMap(RuleDuration.milliseconds).map { Duration.milliseconds($0) }
         let simulator = try SimulatorService(
             devices: devices,
             mqtt: try broker.configuration(defaultClientID: "sensor-sim-" + ProcessInfo.processInfo.hostName),
             seed: seed,
             speed: speed,
-            interval: rate.map { Int64(1000 / $0) },
-            qos: MQTTQoS(rawValue: qos) ?? .atMostOnce,
+            interval: rate.map { max(1, Int64(1000 / $0)) },
+            qos: qos == 1 ? .atLeastOnce : .atMostOnce,
             duration: wallDuration,
             homeAssistantDiscovery: haDiscovery,
             logger: logger,
@@ -93,8 +101,13 @@ struct ReplayRecording: AsyncParsableCommand {
     @Option(help: "QoS (0, 1 or 2).") var qos: Int = 1
     @OptionGroup var broker: BrokerOptions
 
+    func validate() throws {
+        try SimulatorOptions.checkSpeed(speed)
+        guard (0...2).contains(qos) else { throw ValidationError("--qos must be 0, 1 or 2 (got \(qos))") }
+    }
+
     func run() async throws {
-        bootstrapLogging("warning")
+        bootstrapLogging(.warning)
         let text = try String(contentsOfFile: file, encoding: .utf8)
         let readings = try RecordingPublisher.readings(from: text, path: file)
         let client = try MQTTClient(
@@ -111,7 +124,7 @@ struct ReplayRecording: AsyncParsableCommand {
                 readings,
                 with: client,
                 speed: speed,
-                qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce
+                qos: MQTTQoS(rawValue: qos)!
             )
             group.cancelAll()
         }
@@ -119,8 +132,24 @@ struct ReplayRecording: AsyncParsableCommand {
     }
 }
 
-func bootstrapLogging(_ level: String) {
-    let logLevel = Logger.Level(rawValue: level) ?? .warning
+/// Checks shared by `run` and `replay`.
+enum SimulatorOptions {
+    static func checkSpeed(_ speed: Double) throws {
+        guard speed > 0 && speed <= 100_000 else {
+            throw ValidationError("--speed must be above 0 and at most 100000 (got \(speed))")
+        }
+    }
+
+    static func logLevel(_ text: String) throws -> Logger.Level {
+        guard let level = Logger.Level(rawValue: text) else {
+            let names = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+            throw ValidationError("--log-level '\(text)' is not one of \(names)")
+        }
+        return level
+    }
+}
+
+func bootstrapLogging(_ logLevel: Logger.Level) {
     WallClock.pinLocalTimeZone()
     LoggingSystem.bootstrap { label in
         var handler = StreamLogHandler.standardError(label: label)

@@ -165,3 +165,53 @@ struct SensorSimTests {
         return object["value"] as? Double
     }
 }
+
+/// Numbers and names from the command line are checked before anything starts: a clear error and exit
+/// status 64, never a trap (`--rate 0` died with SIGILL), a schedule that never ends (`--rate 5000`), or
+/// a silent default (`--qos 7`, `--log-level loud`).
+@Suite("sensor-sim options")
+struct SensorSimOptionTests {
+    @Test(arguments: [
+        (["--rate", "0"], "--rate must be above 0 and at most 1000 readings per second"),
+        (["--rate=-1"], "--rate must be above 0 and at most 1000 readings per second"),
+        (["--rate", "5000"], "--rate must be above 0 and at most 1000 readings per second"),
+        (["--rate", "nan"], "--rate must be above 0 and at most 1000 readings per second"),
+        (["--speed", "0"], "--speed must be above 0 and at most 100000"),
+        (["--speed", "inf"], "--speed must be above 0 and at most 100000"),
+        (["--qos", "2"], "--qos must be 0 or 1"),
+        (["--replicas", "0"], "--replicas must be 1 to 100000"),
+        (
+            ["--log-level", "loud"],
+            "--log-level 'loud' is not one of trace, debug, info, notice, warning, error, critical"
+        ),
+        (["--duration", "soon"], "--duration 'soon' is not a duration"),
+    ])
+    func rejected(arguments: [String], message: String) async throws {
+        let devices = RulesEngineCommandTests.packageRoot + "/Devices/server-room.yaml"
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            ["run", devices, "--broker", "mqtt://127.0.0.1:1"] + arguments
+        )
+        let status = await simulator.waitForExit(killingAfter: .seconds(30))
+        #expect(status == 64, "\(simulator.standardError)")
+        #expect(simulator.standardError.contains(message), "\(simulator.standardError)")
+    }
+
+    @Test(arguments: [
+        (["--qos", "3"], "--qos must be 0, 1 or 2"),
+        (["--speed=-2"], "--speed must be above 0 and at most 100000"),
+    ])
+    func replayRejected(arguments: [String], message: String) async throws {
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "replay", RulesEngineCommandTests.packageRoot + "/examples/readings.jsonl", "--broker",
+                "mqtt://127.0.0.1:1",
+            ]
+                + arguments
+        )
+        let status = await simulator.waitForExit(killingAfter: .seconds(30))
+        #expect(status == 64, "\(simulator.standardError)")
+        #expect(simulator.standardError.contains(message), "\(simulator.standardError)")
+    }
+}
