@@ -63,6 +63,16 @@ public final class MQTTClient: Service, Sendable {
     /// Throws when the connection fails in a way retrying cannot fix: the broker refused the
     /// credentials, TLS verification failed, the host name does not resolve.
     public func run() async throws {
+        try await run(endingAtGracefulShutdown: true)
+    }
+
+    /// Like `run()`, but ends only when the task is cancelled, not at a graceful shutdown: for a client that
+    /// does its work during a shutdown (the engine's drain connection).
+    public func runUntilCancelled() async throws {
+        try await run(endingAtGracefulShutdown: false)
+    }
+
+    private func run(endingAtGracefulShutdown: Bool) async throws {
         try state.withLock { state in
             guard state.phase == .idle else {
                 throw MQTTError(.alreadyRunning, "run() was already called on client '\(clientID)'")
@@ -86,16 +96,24 @@ public final class MQTTClient: Service, Sendable {
             } catch let error as MQTTError where !MosquittoHandle.isFatal(error.code ?? 0) {
                 // The broker is not there yet: the network thread keeps trying with backoff.
                 logger.debug("first connect failed, retrying", metadata: ["error": "\(error)"])
+                state.withLock { $0.lastConnectionProblem = error.message }
             }
             try handle.startLoop()
-            try await withGracefulShutdownHandler {
+            let untilCancelled = {
                 try await withTaskCancellationHandler {
-                    try await waitForTermination()
+                    try await self.waitForTermination()
                 } onCancel: {
-                    requestTermination(failure: nil)
+                    self.requestTermination(failure: nil)
                 }
-            } onGracefulShutdown: {
-                self.requestTermination(failure: nil)
+            }
+            if endingAtGracefulShutdown {
+                try await withGracefulShutdownHandler {
+                    try await untilCancelled()
+                } onGracefulShutdown: {
+                    self.requestTermination(failure: nil)
+                }
+            } else {
+                try await untilCancelled()
             }
         } catch {
             outcome = .failure(error)
@@ -130,6 +148,18 @@ public final class MQTTClient: Service, Sendable {
 
     /// True while a connection is established.
     public var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// Why the client is not connected, as far as libmosquitto said: the first connect's error or the
+    /// reason the last connection ended. nil once connected.
+    public var lastConnectionProblem: String? { state.withLock { $0.connected ? nil : $0.lastConnectionProblem } }
+
+    /// Closes the connection's sending side now: nothing sent after this reaches the broker, in particular
+    /// not the acknowledgement of a message whose handler is running. A message handler calls it to refuse
+    /// the message it was given: the broker keeps it for a persistent session and delivers it again on the
+    /// next connection. libmosquitto then sees the connection as lost.
+    public func shutDownSending() {
+        handle.shutDownSending()
+    }
 
     /// Messages dropped because the receive buffer was full.
     public var droppedMessageCount: Int { state.withLock { $0.droppedMessages } }
@@ -316,6 +346,11 @@ public final class MQTTClient: Service, Sendable {
                 let result: Result<State.Ack, any Error>? = state.withLock { state in
                     if let ack = state.earlyAcks.removeValue(forKey: messageID) { return .success(ack) }
                     if state.phase == .closed { return .failure(MQTTError(.closed, "the client closed")) }
+                    // Cancelled before registering: `onCancel` already ran and found nobody to resume.
+                    if Task.isCancelled {
+                        state.unclaimedMessageIDs.insert(messageID)
+                        return .failure(CancellationError())
+                    }
                     state.ackWaiters[messageID] = State.AckWaiter(kind: kind, continuation: continuation)
                     return nil
                 }
@@ -470,6 +505,7 @@ extension MQTTClient: MosquittoEventReceiver {
         let reason = code == 0 ? "disconnected" : MosquittoHandle.describe(code)
         let (lost, events, lastLog) = state.withLock { state in
             state.connected = false
+            state.lastConnectionProblem = code == 0 ? nil : "the connection was lost: \(reason)"
             var lost: [State.AckWaiter] = []
             for (messageID, waiter) in state.ackWaiters where waiter.kind != .publish {
                 lost.append(waiter)
@@ -587,6 +623,7 @@ extension MQTTClient {
         var droppedMessages = 0
         var oversizeMessages = 0
         var lastLibraryError: String?
+        var lastConnectionProblem: String?
         private var nextToken = 0
 
         mutating func makeToken() -> Int {

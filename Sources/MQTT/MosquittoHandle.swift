@@ -131,6 +131,13 @@ final class MosquittoHandle: @unchecked Sendable {
         _ = mosquitto_disconnect_v5(mosq, 0, nil)
     }
 
+    /// Shuts the socket's sending side: the kernel sends what it already has, then FIN; libmosquitto's next
+    /// write fails and it treats the connection as lost.
+    func shutDownSending() {
+        let socket = mosquitto_socket(mosq)
+        if socket >= 0 { _ = shutdown(socket, Int32(SHUT_WR)) }
+    }
+
     // MARK: Operations
 
     /// Publishes; returns the message id. `queued` is true when libmosquitto kept a QoS 1/2 message

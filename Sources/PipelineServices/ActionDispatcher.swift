@@ -18,6 +18,14 @@ public final class ActionDispatcher: Sendable {
     private let continuation: AsyncStream<Job>.Continuation
     private let maximumInFlight: Int
     private let finished = Atomic<Bool>(false)
+    private let unfinished = Atomic<Int>(0)
+    /// Started immediate actions (publishes) waiting for their completion, by the order they were taken.
+    private let waiting = Mutex(Waiting())
+
+    private struct Waiting {
+        var next: UInt64 = 0
+        var actions: [UInt64: FiredAction] = [:]
+    }
     private let metrics: EngineMetrics
 
     public init(
@@ -47,18 +55,30 @@ public final class ActionDispatcher: Sendable {
         guard let handler = handlers.first(where: { $0.handles(action.action) }) else { return true }
         let run: @Sendable () async throws -> Void
         if let immediate = handler as? any ImmediateActionHandler {
+            let completion: @Sendable () async throws -> Void
             do {
-                run = try immediate.start(action)
+                completion = try immediate.start(action)
             } catch {
                 logFailure(of: action, handler: handler, error: error)
                 return true
             }
+            let key = waiting.withLock { waiting in
+                defer { waiting.next += 1 }
+                waiting.actions[waiting.next] = action
+                return waiting.next
+            }
+            run = { [self] in
+                defer { _ = waiting.withLock { $0.actions.removeValue(forKey: key) } }
+                try await completion()
+            }
         } else {
             run = { try await handler.perform(action) }
         }
+        unfinished.add(1, ordering: .relaxed)
         if case .terminated = continuation.yield(Job(action: action, handler: handler, run: run)),
             !(handler is any ImmediateActionHandler)
         {
+            unfinished.subtract(1, ordering: .relaxed)
             // `finish()` came between the check above and here.
             logger.warning(
                 "action not run: the engine is shutting down",
@@ -67,6 +87,14 @@ public final class ActionDispatcher: Sendable {
             return false
         }
         return true
+    }
+
+    /// Actions taken and not completed yet: queued, running, or (publish) waiting for the broker's acknowledgement.
+    public var unfinishedCount: Int { unfinished.load(ordering: .relaxed) }
+
+    /// Started publishes whose acknowledgement has not come, in the order they were decided.
+    public var unacknowledged: [FiredAction] {
+        waiting.withLock { waiting in waiting.actions.sorted { $0.key < $1.key }.map(\.value) }
     }
 
     /// Stops taking actions; those already queued still run.
@@ -92,9 +120,12 @@ public final class ActionDispatcher: Sendable {
     }
 
     private func complete(_ job: Job) async {
+        defer { unfinished.subtract(1, ordering: .relaxed) }
         do {
             try await job.run()
             metrics.action(handler: job.handler.name, succeeded: true)
+        } catch is CancellationError {
+            // The engine stopped waiting (shutdown); `drain()` accounted for it.
         } catch {
             logFailure(of: job.action, handler: job.handler, error: error)
         }

@@ -7,12 +7,40 @@ import Synchronization
 /// libmosquitto's network thread for every message (so a QoS 1 reading is evaluated before it is
 /// acknowledged) and by the clock and reload tasks.
 final class EngineCore: Sendable {
+    /// Whether readings are taken (docs/engine.md, "SIGTERM").
+    enum Intake: Sendable, Equatable {
+        /// Every reading is evaluated.
+        case open
+        /// Shutting down: no reading is evaluated and no timer fires. A reading that arrives is refused: its
+        /// handler shuts the connection's sending side before it returns, so neither it nor any later
+        /// reading is acknowledged, and the broker redelivers them to the next start.
+        case closed
+    }
+
     struct Locked {
         var evaluator: Evaluator
         var statePatterns: TopicPatternSet
+        var intake = Intake.open
+        /// Readings refused after the intake closed (left for the broker to redeliver).
+        var refused = 0
+    }
+
+    /// Decisions waiting to be delivered, in commit order. Appended under the evaluator lock; delivered by
+    /// one thread at a time (whoever finds nobody delivering), outside every lock but this one's brief holds.
+    struct Outbox {
+        struct Batch {
+            var events: [EvaluationEvent]
+            /// Desired-state re-sends, delivered after the events.
+            var resends: [FiredAction]
+            var time: Int64
+        }
+        var batches: [Batch] = []
+        var delivering = false
+        var isIdle: Bool { batches.isEmpty && !delivering }
     }
 
     private let locked: Mutex<Locked>
+    private let outbox = Mutex(Outbox())
     private let messagesHandled = Atomic<Int>(0)
     let dispatcher: ActionDispatcher
     let desiredState: DesiredStateTracker
@@ -24,6 +52,8 @@ final class EngineCore: Sendable {
     let liveFeed: LiveFeed?
     /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
     let announce: @Sendable (JSONValue) -> Void
+    /// Shuts the connection's sending side at once, so that no acknowledgement leaves any more.
+    let stopAcknowledging: @Sendable () -> Void
 
     init(
         ruleSet: RuleSet,
@@ -34,7 +64,8 @@ final class EngineCore: Sendable {
         logger: Logger,
         metrics: EngineMetrics = .discarded,
         liveFeed: LiveFeed? = nil,
-        announce: @escaping @Sendable (JSONValue) -> Void = { _ in }
+        announce: @escaping @Sendable (JSONValue) -> Void = { _ in },
+        stopAcknowledging: @escaping @Sendable () -> Void = {}
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
         evaluator.tracksChanges = store != nil
@@ -48,6 +79,7 @@ final class EngineCore: Sendable {
         self.metrics = metrics
         self.liveFeed = liveFeed
         self.announce = announce
+        self.stopAcknowledging = stopAcknowledging
     }
 
     var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
@@ -83,52 +115,74 @@ final class EngineCore: Sendable {
         }
     }
 
-    /// Evaluates one message (a reading, an actuator's state, or both).
+    /// Evaluates one message (a reading, an actuator's state, or both). On libmosquitto's network thread,
+    /// before the message is acknowledged.
     func handle(_ message: MQTTMessage, at time: Int64) {
         messagesHandled.add(1, ordering: .relaxed)
         metrics.readingsReceived.increment()
         let start = EngineMetrics.now()
         var events: [EvaluationEvent] = []
-        let (isState, evaluated) = locked.withLock { locked -> (Bool, Bool) in
+        let outcome = locked.withLock { locked -> (isState: Bool, evaluated: Bool)? in
+            guard locked.intake == .open else {
+                locked.refused += 1
+                return nil
+            }
             let isState = locked.statePatterns.matches(message.topic)
             let before = locked.evaluator.evaluatedReadingCount
             locked.evaluator.process(
                 Reading(topic: message.topic, payload: message.payload, timestamp: time),
                 into: &events
             )
-            commit(&locked, events: events, topic: message.topic)
+            var resends: [FiredAction] = []
+            if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time)
+            {
+                resends.append(resend)
+            }
+            commit(&locked, events: events, resends: resends, topic: message.topic, at: time)
             return (isState, locked.evaluator.evaluatedReadingCount != before)
         }
-        if evaluated {
+        guard let outcome else {
+            stopAcknowledging()  // before this handler returns: no acknowledgement of this reading leaves
+            return
+        }
+        if outcome.evaluated {
             metrics.readingsEvaluated.increment()
             metrics.evaluationDuration.recordNanoseconds(Int64(EngineMetrics.now() &- start))
         }
-        liveFeed?.observe(topic: message.topic, payload: message.payload, isState: isState, at: time)
-        if isState, let resend = desiredState.observe(stateTopic: message.topic, payload: message.payload, at: time) {
-            logger.notice(
-                "re-sending a command the actuator did not apply",
-                metadata: ["rule": "\(resend.ruleID)", "reason": "\(resend.reason)"]
-            )
-            send(resend)
-        }
-        deliver(events, at: time)
+        liveFeed?.observe(topic: message.topic, payload: message.payload, isState: outcome.isState, at: time)
+        deliverOutbox()
     }
 
-    /// Runs every timer due by `time`.
+    /// Runs every timer due by `time` (none once shutting down: a pending `for` resumes after the restart).
     func advance(to time: Int64) {
         var events: [EvaluationEvent] = []
         locked.withLock { locked in
+            guard locked.intake == .open else { return }
             locked.evaluator.advance(to: time, into: &events)
-            commit(&locked, events: events, topic: nil)
+            commit(&locked, events: events, topic: nil, at: time)
         }
-        deliver(events, at: time)
+        deliverOutbox()
     }
+
+    // MARK: Shutdown
+
+    /// SIGTERM: from now on no reading is evaluated (each one that arrives is refused, see `Intake.closed`),
+    /// no timer fires and no command is re-sent.
+    func closeIntake() {
+        locked.withLock { $0.intake = .closed }
+    }
+
+    /// Readings refused since the intake closed.
+    var refusedCount: Int { locked.withLock { $0.refused } }
+
+    /// Whether every decision made so far has been handed to its handler.
+    var outboxIsIdle: Bool { outbox.withLock(\.isIdle) }
 
     /// Swaps in a validated rule set, keeping the state of unchanged rules; returns the filters before and after.
     func replaceRules(with ruleSet: RuleSet) -> (old: [String], new: [String]) {
         let old = filters
         locked.withLock { locked in
-            commit(&locked, events: [], topic: nil)
+            commit(&locked, events: [], topic: nil, at: 0)
             locked.evaluator.replaceRules(with: ruleSet)
             locked.statePatterns = EngineCore.patterns(for: ruleSet)
         }
@@ -151,11 +205,16 @@ final class EngineCore: Sendable {
         }
     }
 
-    /// Queues a command (a desired-state re-send) for its handler after writing it down like any decision,
-    /// so its audit line is ordered with the others and the journal's last record names it.
-    func send(_ action: FiredAction) {
-        locked.withLock { commit(&$0, events: [.action(action)], topic: nil) }
-        dispatcher.enqueue(action)
+    /// Sends again the commands whose actuators still report another state (none while shutting down),
+    /// written down like any decision so that their audit lines are ordered with the others.
+    func sendDueResends(at time: Int64) {
+        locked.withLock { locked in
+            guard locked.intake == .open else { return }
+            let resends = desiredState.dueResends(at: time)
+            guard !resends.isEmpty else { return }
+            commit(&locked, events: [], resends: resends, topic: nil, at: time)
+        }
+        deliverOutbox()
     }
 
     /// Writes down what an evaluation decided, still under the lock (so records land in evaluation order)
@@ -163,7 +222,19 @@ final class EngineCore: Sendable {
     /// `seq`, the audit lines — as one write, then the audit lines. Whatever a `kill -9` interrupts, the
     /// next start finds the reading either not evaluated at all (the broker redelivers it) or evaluated
     /// with its audit lines known.
-    private func commit(_ locked: inout Locked, events: [EvaluationEvent], topic: String?) {
+    /// Ends by appending the events to the outbox, so they are delivered in the order they were committed.
+    private func commit(
+        _ locked: inout Locked,
+        events: [EvaluationEvent],
+        resends: [FiredAction] = [],
+        topic: String?,
+        at time: Int64
+    ) {
+        defer {
+            if !events.isEmpty || !resends.isEmpty {
+                outbox.withLock { $0.batches.append(Outbox.Batch(events: events, resends: resends, time: time)) }
+            }
+        }
         guard store != nil || audit != nil else { return }
         var auditLines: [String] = []
         if audit != nil {
@@ -176,6 +247,7 @@ final class EngineCore: Sendable {
                 default: break
                 }
             }
+            for action in resends { auditLines.append(AuditTrail.line(for: action, in: locked.evaluator.ruleSet)) }
         }
         if let store {
             var record = InstanceStateStore.Record(
@@ -190,6 +262,30 @@ final class EngineCore: Sendable {
             }
         }
         audit?.write(lines: auditLines)
+    }
+
+    /// Delivers what the outbox holds, unless another thread is at it (it delivers ours too, after its own).
+    private func deliverOutbox() {
+        while true {
+            let batches = outbox.withLock { outbox -> [Outbox.Batch]? in
+                guard !outbox.delivering, !outbox.batches.isEmpty else { return nil }
+                outbox.delivering = true
+                defer { outbox.batches.removeAll(keepingCapacity: true) }
+                return outbox.batches
+            }
+            guard let batches else { return }
+            for batch in batches {
+                deliver(batch.events, at: batch.time)
+                for action in batch.resends {
+                    logger.notice(
+                        "re-sending a command the actuator did not apply",
+                        metadata: ["rule": "\(action.ruleID)", "reason": "\(action.reason)"]
+                    )
+                    dispatcher.enqueue(action)
+                }
+            }
+            outbox.withLock { $0.delivering = false }
+        }
     }
 
     private func deliver(_ events: [EvaluationEvent], at time: Int64) {

@@ -3,6 +3,7 @@ import Logging
 import Prometheus
 import Rules
 import ServiceLifecycle
+import Synchronization
 
 /// `rules-engine run --http HOST:PORT`: metrics, health and the engine's state over HTTP.
 ///
@@ -57,16 +58,12 @@ public enum EngineHTTPServer {
         }
         router.get("/events") { _, _ -> Response in
             // Server-sent events: the whole picture once a second (small: sensors and commands are capped).
-            let events = AsyncStream<ByteBuffer> { continuation in
-                let task = Task {
-                    while !Task.isCancelled {
-                        let event = "event: snapshot\ndata: \(engine.liveSnapshot().jsonText)\n\n"
-                        if case .terminated = continuation.yield(ByteBuffer(string: event)) { break }
-                        try? await Task.sleep(for: .seconds(1))
-                    }
-                    continuation.finish()
-                }
-                continuation.onTermination = { _ in task.cancel() }
+            // Produced in the response writer's own task; it ends at the server's graceful shutdown, so
+            // SIGTERM never waits for a browser to leave.
+            let ticks = EventTicks()
+            let events = AsyncStream<ByteBuffer> {
+                guard await ticks.next() else { return nil }
+                return ByteBuffer(string: "event: snapshot\ndata: \(engine.liveSnapshot().jsonText)\n\n")
             }
             return Response(
                 status: .ok,
@@ -125,5 +122,25 @@ public enum EngineHTTPServer {
             ("severity", .string(rule.severity.rawValue)),
             ("source", .string("\(rule.location.file):\(rule.location.line)")),
         ])
+    }
+}
+
+/// The pace of one `/events` stream: at once, then once a second until graceful shutdown or cancellation.
+private final class EventTicks: Sendable {
+    private let started = Mutex(false)
+
+    /// Waits for the next tick; false when the stream should end.
+    func next() async -> Bool {
+        let first = started.withLock { started in
+            defer { started = true }
+            return !started
+        }
+        if first { return !Task.isShuttingDownGracefully }
+        do {
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        } catch {
+            return false
+        }
+        return !Task.isShuttingDownGracefully && !Task.isCancelled
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import MQTT
 import Rules
 import ServiceLifecycle
+import Synchronization
 import UnixSignals
 
 /// What `rules-engine run` needs.
@@ -17,8 +18,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var mqtt: MQTTConfiguration
     /// Quiet time after a file change before reloading.
     public var reloadDebounce: Duration = .milliseconds(300)
-    /// How long SIGTERM waits for outstanding commands to be acknowledged.
-    public var shutdownTimeout: Duration = .seconds(10)
+    /// How long SIGTERM may take in all (draining, acknowledgements, `offline`); the process exits within it.
+    public var shutdownTimeout: Duration = .seconds(8)
     /// Least time between two re-sends of a command to an actuator that reports another state.
     public var resendIntervalMilliseconds: Int64 = 5_000
     /// Where the engine's metrics go (`rules-engine run` makes a Prometheus registry for `--http`).
@@ -90,7 +91,8 @@ public final class RulesEngineService: Service {
             liveFeed: configuration.liveFeed,
             announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
                 _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
-            }
+            },
+            stopAcknowledging: { [client] in client.shutDownSending() }
         )
         coreBox.core = core
         if let store {
@@ -113,41 +115,144 @@ public final class RulesEngineService: Service {
         recordReload(succeeded: true, rules: ruleSet.rules.count)
     }
 
+    /// Runs until SIGTERM (graceful shutdown) or until a part of the engine fails; then drains (see
+    /// `drain()`). Every part is a child task: the first one to fail ends the engine with its error.
     public func run() async throws {
-        let dispatching = Task { await self.core.dispatcher.run() }
-        defer { core.dispatcher.finish() }
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        let failure = await withThrowingTaskGroup(of: Void.self) { group -> (any Error)? in
+            group.addTask { await self.core.dispatcher.run() }
             group.addTask { try await self.keepPresence() }
+            group.addTask { try await BrokerConnectionReporter(client: self.client, logger: self.logger).run() }
             group.addTask { try await self.runClock() }
-            group.addTask { try await self.reloadOnChange() }
-            group.addTask { try await self.reloadOnHangup() }
-
-            try await client.waitUntilConnected()
-            try await client.subscribe(to: core.filters, qos: .atLeastOnce)
-            onReady()
-            logger.info("ready", metadata: ["client_id": "\(client.clientID)"])
-
-            try? await gracefulShutdown()
-            // Readings keep being evaluated until the client disconnects after us; actions decided from
-            // now on are logged as not run.
-            logger.info("shutting down: waiting for outstanding actions")
-            core.dispatcher.finish()
-            let drained =
-                (try? await withTimeout(configuration.shutdownTimeout, "draining actions") {
-                    await dispatching.value
-                    return true
-                }) ?? false
-            if !drained { logger.warning("shutdown timeout: some actions were not acknowledged") }
-            try? await withTimeout(.seconds(2), "publishing offline") {
-                try await self.client.publish("offline", to: self.statusTopic, qos: .atLeastOnce, retain: true)
+            group.addTask { try await self.runReloads() }
+            group.addTask { try await self.startThenAwaitShutdown() }
+            // The shutdown waiter ends first on SIGTERM; the other parts run until cancelled or until they fail.
+            var failure: (any Error)?
+            do {
+                try await group.next()
+            } catch {
+                failure = error
+                logger.error("engine failed; shutting down", metadata: ["error": "\(error)"])
             }
+            await drain()
             group.cancelAll()
+            while true {
+                do {
+                    guard try await group.next() != nil else { break }
+                } catch {}  // cancelled parts
+            }
+            return failure
         }
         var summary: Logger.Metadata = [
             "messages": "\(core.handledCount)", "instances": "\(core.instanceCount)",
         ]
         for (reason, total) in core.problems.totals { summary[reason] = "\(total)" }
         logger.info("stopped", metadata: summary)
+        if let failure { throw failure }
+    }
+
+    /// Connects and subscribes (given up at SIGTERM: a broker that is never reached must not hold up the
+    /// shutdown), says `ready`, then waits for SIGTERM.
+    private func startThenAwaitShutdown() async throws {
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await self.client.waitUntilConnected()
+                try await self.client.subscribe(to: self.core.filters, qos: .atLeastOnce)
+            }
+        } catch is CancellationError {
+            logger.notice("shutting down before the engine was ready")
+            return
+        }
+        onReady()
+        logger.info("ready", metadata: ["client_id": "\(client.clientID)"])
+        try? await gracefulShutdown()
+    }
+
+    /// What SIGTERM does with a backlog (docs/engine.md, "SIGTERM"), within `shutdownTimeout`:
+    /// 1. The intake closes: no reading is evaluated, no timer fires. The next reading that arrives shuts the
+    ///    connection's sending side before its handler returns, so it and every later one stay
+    ///    unacknowledged and the broker redelivers them to the persistent session on the next start.
+    /// 2. Every decision already made is handed to its handler; commands are acknowledged on the connection
+    ///    while it is whole. Those still unacknowledged when it was cut (or lost) are published again on a
+    ///    short-lived connection of their own and acknowledged there (QoS 1 allows the duplicate; a
+    ///    command is a desired state).
+    /// 3. `offline` is published when the connection is whole (otherwise the will says it); the client
+    ///    then disconnects.
+    private func drain() async {
+        let clock = ContinuousClock()
+        let budget = configuration.shutdownTimeout
+        let deadline = clock.now.advanced(by: budget * 0.8)
+        core.closeIntake()
+        logger.info("shutting down: taking no new readings, delivering what was decided")
+        func wait(until done: () -> Bool, before limit: ContinuousClock.Instant) async {
+            while !done(), clock.now < limit, !Task.isCancelled { try? await Task.sleep(for: .milliseconds(5)) }
+        }
+        await wait(until: { core.outboxIsIdle }, before: deadline)
+        core.dispatcher.finish()
+        await wait(
+            until: { core.dispatcher.unacknowledged.isEmpty || core.refusedCount > 0 || !client.isConnected },
+            before: min(deadline, clock.now.advanced(by: budget * 0.25))
+        )
+        let left = core.dispatcher.unacknowledged
+        var republished = 0
+        if !left.isEmpty {
+            republished = await republish(left, before: deadline)
+        }
+        await wait(until: { core.dispatcher.unfinishedCount == core.dispatcher.unacknowledged.count }, before: deadline)
+        let metadata: Logger.Metadata = [
+            "left_for_redelivery": "\(core.refusedCount)",
+            "republished": "\(republished) of \(left.count)",
+            "actions_running": "\(core.dispatcher.unfinishedCount - core.dispatcher.unacknowledged.count)",
+        ]
+        if republished < left.count {
+            logger.error("shutdown: some commands were not delivered", metadata: metadata)
+        } else {
+            logger.info("shutdown: every decided command delivered", metadata: metadata)
+        }
+        guard core.refusedCount == 0, client.isConnected else { return }
+        try? await withTimeout(budget * 0.1, "publishing offline") {
+            try await self.client.publish("offline", to: self.statusTopic, qos: .atLeastOnce, retain: true)
+        }
+    }
+
+    /// Publishes commands again on a connection of their own; returns how many the broker acknowledged.
+    private func republish(_ actions: [FiredAction], before deadline: ContinuousClock.Instant) async -> Int {
+        var mqtt = client.configuration
+        mqtt.clientID = client.clientID + "-drain"
+        mqtt.cleanSession = true
+        mqtt.will = nil
+        guard let drainClient = try? MQTTClient(configuration: mqtt, logger: logger) else { return 0 }
+        let acknowledged = Atomic<Int>(0)
+        let remaining = ContinuousClock.now.duration(to: deadline)
+        try? await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await drainClient.runUntilCancelled() }
+            do {
+                try await withTimeout(remaining, "publishing unacknowledged commands") {
+                    try await drainClient.waitUntilConnected()
+                    var receipts: [MQTTClient.PublishReceipt] = []
+                    for action in actions {
+                        guard case .publish(let topic, let payload, let qos, let retain) = action.action else {
+                            continue
+                        }
+                        receipts.append(
+                            try drainClient.send(
+                                RenderedAction.payloadBytes(payload),
+                                to: topic,
+                                qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
+                                retain: retain
+                            )
+                        )
+                    }
+                    for receipt in receipts {
+                        try await drainClient.acknowledgement(of: receipt)
+                        acknowledged.add(1, ordering: .relaxed)
+                    }
+                }
+            } catch {
+                logger.error("cannot publish the unacknowledged commands again", metadata: ["error": "\(error)"])
+            }
+            group.cancelAll()
+        }
+        return acknowledged.load(ordering: .relaxed)
     }
 
     /// Publishes `online` (retained) on every connect; the will says `offline`.
@@ -156,8 +261,7 @@ public final class RulesEngineService: Service {
         for await event in client.connectionEvents() {
             guard case .connected = event else {
                 configuration.metrics.connected.record(0)
-                logger.warning("connection to the broker lost; reconnecting")
-                continue
+                continue  // BrokerConnectionReporter says so
             }
             configuration.metrics.connected.record(1)
             connections += 1
@@ -190,13 +294,8 @@ public final class RulesEngineService: Service {
                 }
                 lastOversize = oversize
             }
-            for resend in core.desiredState.dueResends(at: now) {
-                logger.notice(
-                    "re-sending a command the actuator did not apply",
-                    metadata: ["rule": "\(resend.ruleID)", "reason": "\(resend.reason)"]
-                )
-                core.send(resend)
-            }
+            // Nothing can be sent while disconnected: the re-sends wait for the connection.
+            if client.isConnected { core.sendDueResends(at: now) }
             core.compactStateIfNeeded()
             core.problems.flush(at: WallClock.nowMilliseconds())
             let wait = core.nextDeadline.map { max(1, min(50, $0 - WallClock.nowMilliseconds())) } ?? 50
@@ -204,28 +303,47 @@ public final class RulesEngineService: Service {
         }
     }
 
-    private func reloadOnChange() async throws {
+    private enum ReloadTrigger { case filesChanged, hangup }
+
+    /// File changes and SIGHUP, through one stream: two reloads never run at once.
+    private func runReloads() async throws {
         let watcher = try RuleDirectoryWatcher(directory: configuration.rulesDirectory)
         defer { watcher.close() }
-        var handled = 0
-        for await _ in watcher.changes {
-            // Debounce: an editor's save is several events; reload once, when no event came for a while.
-            var seen = watcher.eventCount
-            guard seen != handled else { continue }
-            while true {
-                try await Task.sleep(for: configuration.reloadDebounce)
-                let now = watcher.eventCount
-                if now == seen { break }
-                seen = now
+        let (triggers, trigger) = AsyncStream.makeStream(of: ReloadTrigger.self, bufferingPolicy: .bufferingNewest(8))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in await UnixSignalsSequence(trapping: .sighup) { trigger.yield(.hangup) }
             }
-            handled = seen
-            await reload(reason: "rule files changed")
-        }
-    }
-
-    private func reloadOnHangup() async throws {
-        for await _ in await UnixSignalsSequence(trapping: .sighup) {
-            await reload(reason: "SIGHUP")
+            group.addTask { [logger] in
+                do {
+                    for try await _ in watcher.changes { trigger.yield(.filesChanged) }
+                } catch {
+                    logger.error(
+                        "the rules folder is no longer watched; SIGHUP still reloads",
+                        metadata: ["error": "\(error)"]
+                    )
+                }
+            }
+            var handled = 0
+            for await reason in triggers {
+                switch reason {
+                case .hangup:
+                    await reload(reason: "SIGHUP")
+                case .filesChanged:
+                    // Debounce: an editor's save is several events; reload once, when none came for a while.
+                    var seen = watcher.eventCount
+                    guard seen != handled else { continue }
+                    while true {
+                        try await Task.sleep(for: configuration.reloadDebounce)
+                        let now = watcher.eventCount
+                        if now == seen { break }
+                        seen = now
+                    }
+                    handled = seen
+                    await reload(reason: "rule files changed")
+                }
+            }
+            group.cancelAll()
         }
     }
 

@@ -63,16 +63,21 @@ public final class SimulatorService: Service {
     }
 
     public func run() async throws {
-        try await client.waitUntilConnected()
-        let filters = world.withLock { $0.commandFilters }
-        if !filters.isEmpty { try await client.subscribe(to: filters, qos: .atLeastOnce) }
-        for change in world.withLock({ $0.actuatorStates }) {
-            try await client.publish(change.payload, to: change.topic, qos: .atLeastOnce, retain: true)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await BrokerConnectionReporter(client: self.client, logger: self.logger).run() }
+            try await simulate()
+            group.cancelAll()
         }
-        for config in discovery {
-            try await client.publish(config.payload.jsonText, to: config.topic, qos: .atLeastOnce, retain: true)
+    }
+
+    private func simulate() async throws {
+        do {
+            // Given up at SIGTERM: a broker that is never reached must not hold up the shutdown.
+            try await cancelWhenGracefulShutdown { try await self.announce() }
+        } catch is CancellationError {
+            logger.notice("stopped before the simulation started")
+            return
         }
-        try await client.publish("online", to: statusTopic, qos: .atLeastOnce, retain: true)
         onReady()
         logger.info("simulating", metadata: ["devices": "\(world.withLock { $0.devices.count })", "speed": "\(speed)"])
         await withThrowingTaskGroup(of: Void.self) { group in
@@ -88,6 +93,20 @@ public final class SimulatorService: Service {
         try? await withTimeout(.seconds(2), "publishing offline") {
             try await self.client.publish("offline", to: self.statusTopic, qos: .atLeastOnce, retain: true)
         }
+    }
+
+    /// Connects, subscribes to the actuators' commands and publishes their states, discovery and `online`.
+    private func announce() async throws {
+        try await client.waitUntilConnected()
+        let filters = world.withLock { $0.commandFilters }
+        if !filters.isEmpty { try await client.subscribe(to: filters, qos: .atLeastOnce) }
+        for change in world.withLock({ $0.actuatorStates }) {
+            try await client.publish(change.payload, to: change.topic, qos: .atLeastOnce, retain: true)
+        }
+        for config in discovery {
+            try await client.publish(config.payload.jsonText, to: config.topic, qos: .atLeastOnce, retain: true)
+        }
+        try await client.publish("online", to: statusTopic, qos: .atLeastOnce, retain: true)
     }
 
     private func publishReadings() async throws {
