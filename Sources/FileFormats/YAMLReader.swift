@@ -146,14 +146,22 @@ public struct YAMLReader {
         return Array(sequence)
     }
 
-    /// Converts a YAML value to JSON: mappings (string keys), sequences, null, bools, finite numbers, strings.
+    /// Converts a YAML value to JSON: mappings (string keys), sequences, null, `true`/`false`, finite numbers,
+    /// strings (YAML 1.1's other boolean words, `on`/`off`/`yes`/`no`, stay strings).
     public mutating func json(_ node: Node, what: String) -> JSONValue? {
         switch node {
         case .scalar(let scalar):
             if scalar.style == .plain {
                 switch YAMLReader.tagName(node) {
                 case .null: return .null
-                case .bool: return node.bool.map(JSONValue.bool)
+                case .bool:
+                    // YAML 1.1 also reads yes/no/on/off as booleans; in YAML 1.2, and in what a rule or device
+                    // file means (`equals: on`, `payload: {state: off}`), they are the words written.
+                    switch scalar.string.lowercased() {
+                    case "true": return .bool(true)
+                    case "false": return .bool(false)
+                    default: return .string(scalar.string)
+                    }
                 case .int, .float:
                     guard let value = node.float, value.isFinite else {
                         error(node, "\(what) must hold finite numbers only")

@@ -44,12 +44,16 @@ public enum HomeAssistantDiscovery {
                 switch sensor.payload {
                 case .states(let names) where names.count == 2:
                     component = "binary_sensor"
-                    fields += [("payload_off", .string(names[0])), ("payload_on", .string(names[1]))]
+                    fields += [
+                        ("value_template", .string("{{ value_json.value }}")),
+                        ("payload_off", .string(names[0])), ("payload_on", .string(names[1])),
+                    ]
                     if let deviceClass = binaryDeviceClass(sensor.name) {
                         fields.append(("device_class", .string(deviceClass)))
                     }
                 case .states:
                     component = "sensor"
+                    fields.append(("value_template", .string("{{ value_json.value }}")))
                 default:
                     component = "sensor"
                     switch sensor.payload {

@@ -269,8 +269,8 @@ public struct Simulator: Sendable {
         if let driven = state.drives {
             // What the sensor reports is the state of its own effects (`open`, or the number).
             let reported: String
-            if case .states = state.sensor.payload {
-                reported = String(decoding: payload, as: UTF8.self)
+            if case .states(let names) = state.sensor.payload {
+                reported = Simulator.stateName(names, value: value)
             } else {
                 reported = JSONValue.format(value)
             }
@@ -323,8 +323,12 @@ public struct Simulator: Sendable {
         switch sensor.payload {
         case .number: return Array(number.utf8)
         case .states(let names):
-            let index = min(max(Int(value.rounded()), 0), names.count - 1)
-            return Array(names[index].utf8)
+            return Array(
+                JSONValue.object([
+                    ("value", .string(stateName(names, value: value))), ("ts", .number(Double(time))),
+                    ("seq", .number(Double(sequence))),
+                ]).jsonText.utf8
+            )
         case .object(let key):
             return Array(JSONValue.object([(key, .number(value))]).jsonText.utf8)
         case .json:
@@ -335,6 +339,11 @@ public struct Simulator: Sendable {
                 ]).jsonText.utf8
             )
         }
+    }
+
+    /// The named state a value stands for: the name at its (rounded, clamped) index.
+    static func stateName(_ names: [String], value: Double) -> String {
+        names[min(max(Int(value.rounded()), 0), names.count - 1)]
     }
 
     /// The state a command asks for: `{"state": "on"}`, `"on"` or `on` (case-insensitive, like Home Assistant's `ON`).

@@ -352,3 +352,39 @@ struct RuleLoaderTests {
         #expect(RuleDuration.milliseconds(text) == nil)
     }
 }
+
+/// YAML 1.1 reads unquoted `on`, `off`, `yes` and `no` as booleans; a device that sends `on` would never
+/// match, and a payload `{state: on}` would publish `true`. Rules read them as YAML 1.2 does: as the
+/// words written. Only `true` and `false` are booleans.
+@Suite("Rule files: words that YAML 1.1 makes booleans")
+struct YAMLBooleanWordTests {
+    @Test(arguments: ["on", "off", "yes", "no", "On", "OFF", "Yes", "NO", "y", "n"])
+    func equalsAndPayloadsKeepTheWord(word: String) throws {
+        let rules = try loadRules(
+            """
+            rules:
+              - id: r
+                topic: "sensors/{device}/switch"
+                equals: \(word)
+                on_fire:
+                  - publish: {topic: "actuators/{device}/x/set", payload: {state: \(word), nested: [\(word)]}}
+            """
+        )
+        let rule = try #require(rules.rules.first)
+        #expect(rule.condition == .equals(.string(word)))
+        let fired = Replay.run(rules, readings: [Reading(topic: "sensors/d/switch", payload: word, timestamp: 0)])
+        #expect(fired.actions.count == 1)
+        guard case .publish(_, let payload, _, _)? = fired.actions.first?.action else {
+            Issue.record("no publish")
+            return
+        }
+        #expect(payload["state"] == .string(word))
+        #expect(payload["nested"] == .array([.string(word)]))
+    }
+
+    @Test(arguments: [("true", true), ("false", false), ("True", true), ("FALSE", false)])
+    func trueAndFalseStayBooleans(word: String, value: Bool) throws {
+        let rules = try loadRules("rules:\n  - {id: r, topic: \"s/{d}\", equals: \(word)}\n")
+        #expect(rules.rules.first?.condition == .equals(.bool(value)))
+    }
+}

@@ -69,6 +69,10 @@ struct HomeAssistantDiscoveryTests {
                 #expect(Self.deviceClasses[component, default: []].contains(deviceClass), "\(config.topic)")
             }
             if case .string(let id)? = config.payload["unique_id"] { #expect(uniqueIDs.insert(id).inserted) }
+            // A named state is read as `{"value": "open", …}`: the config says where the state is.
+            if component == "binary_sensor" {
+                #expect(config.payload["value_template"] == .string("{{ value_json.value }}"), "\(config.topic)")
+            }
         }
         // The shipped world covers each platform the mapping makes.
         let components = Set(configs.map { String($0.topic.split(separator: "/")[1]) })

@@ -177,7 +177,12 @@ struct WorldTests {
         let warmed = world.value(device: "freezer", sensor: "cabinet", at: 40_999) ?? 0
         #expect(warmed > -17.5 && warmed < -16.5, "\(warmed)")  // about 30 s open at 0.1 °C/s
         #expect(world.actuatorStates.isEmpty)  // a sensor's effects are not an actuator anyone commands
-        #expect(readings.contains { $0.topic == "sensors/freezer/door" && $0.payload == Array("open".utf8) })
+        // A reading is JSON (the contract): a named state as `{"value": "open", "ts": …, "seq": …}`.
+        let door = try #require(readings.last { $0.topic == "sensors/freezer/door" })
+        let payload = try #require(JSONValue(parsing: door.payload))
+        #expect(payload["value"] == .string("open"))
+        #expect(payload["ts"] == .number(Double(door.timestamp)))
+        #expect(payload["seq"] != nil)
     }
 
     @Test func replicasMakeDistinctDevices() throws {
