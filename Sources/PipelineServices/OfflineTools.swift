@@ -38,6 +38,12 @@ public struct OfflineTools: Sendable {
             for (code, count) in outcome.unusable.sorted(by: { $0.key < $1.key }) {
                 standardError("\(count) reading(s) unusable by a rule: \(code)")
             }
+            if end == nil, outcome.pendingTimers > 0 {
+                standardError(
+                    "\(outcome.pendingTimers) timer(s) pending after the last reading were not run "
+                        + "(the next at \(outcome.nextPendingTimer ?? 0)); pass --end to run the clock further"
+                )
+            }
             if outcome.missing > 0 { standardError("\(outcome.missing) reading(s) missing (gaps in seq)") }
             if outcome.duplicates > 0 { standardError("\(outcome.duplicates) duplicate reading(s) dropped") }
             return 0
@@ -48,15 +54,24 @@ public struct OfflineTools: Sendable {
     }
 
     /// Replays the same readings through two rule sets; prints what differs; exit 1 when anything does.
-    public func diff(old: String, new: String, readings: String) -> Int32 {
+    /// `end` runs the clock on after the last reading, as `replay --end` does.
+    public func diff(old: String, new: String, readings: String, end: String? = nil) -> Int32 {
         do {
             let oldRules = try RuleFiles.load([old])
             let newRules = try RuleFiles.load([new])
             let recorded = try loadReadings(readings)
-            let changes = ActionDiff.compare(
-                old: Replay.run(oldRules, readings: recorded).actions,
-                new: Replay.run(newRules, readings: recorded).actions
-            )
+            let endTime = try end.map(parseEnd)
+            let oldOutcome = Replay.run(oldRules, readings: recorded, end: endTime)
+            let newOutcome = Replay.run(newRules, readings: recorded, end: endTime)
+            if endTime == nil {
+                for (name, outcome) in [("old", oldOutcome), ("new", newOutcome)] where outcome.pendingTimers > 0 {
+                    standardError(
+                        "\(outcome.pendingTimers) timer(s) pending after the last reading in the \(name) rules were "
+                            + "not run: a fire due later shows as removed, not moved; pass --end to run the clock further"
+                    )
+                }
+            }
+            let changes = ActionDiff.compare(old: oldOutcome.actions, new: newOutcome.actions)
             for change in changes { standardOutput(ActionDiff.describe(change)) }
             standardError(changes.isEmpty ? "no differences" : "\(changes.count) difference(s)")
             return changes.isEmpty ? 0 : 1

@@ -165,6 +165,9 @@ public struct Evaluator: Sendable {
     /// The earliest time a timer is due, if any.
     public var nextDeadline: Int64? { effects.timers.peekDue() }
 
+    /// The number of instances whose timer is pending.
+    public var pendingTimerCount: Int { instances.reduce(0) { $0 + ($1.timerDue == nil ? 0 : 1) } }
+
     /// The number of rule instances (rule × captured labels) alive.
     public var instanceCount: Int { instances.count }
 

@@ -9,6 +9,10 @@ public enum Replay {
         /// Readings a sensor's `seq` shows were never received, and duplicates dropped.
         public var missing: Int64 = 0
         public var duplicates = 0
+        /// Instances with a timer (`for`, `stale`, a deferred transition) still pending at the end, and the
+        /// earliest one's due time: what a longer run of the clock (`--end`) would fire.
+        public var pendingTimers = 0
+        public var nextPendingTimer: Int64?
     }
 
     /// Evaluates `readings` in order, then advances the clock to `end` (default: the last reading's time).
@@ -22,6 +26,8 @@ public enum Replay {
             evaluator.advance(to: last, into: &events)
         }
         var outcome = Outcome()
+        outcome.pendingTimers = evaluator.pendingTimerCount
+        outcome.nextPendingTimer = evaluator.nextDeadline
         for event in events {
             switch event {
             case .action(let action): outcome.actions.append(action)

@@ -31,7 +31,14 @@ struct Replay: ParsableCommand {
         abstract: "Run rules over recorded readings; print actions as JSON lines."
     )
     @Option(help: "The rules folder.") var rules: String
-    @Option(help: "Advance the clock to this time after the last reading (Unix ms or RFC 3339).") var end: String?
+    @Option(
+        help: """
+            Advance the clock to this time after the last reading (Unix ms or RFC 3339); without it the clock \
+            stops at the last reading, and timers still pending then (a `for`, `stale`, a cooldown) are not run \
+            (their count is printed on stderr).
+            """
+    )
+    var end: String?
     @Argument(help: "Readings, one JSON object per line.") var readings: String
 
     func run() throws {
@@ -44,10 +51,11 @@ struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Show the actions two rule sets take differently.")
     @Option(help: "The rules as they were.") var old: String
     @Option(help: "The rules as they are now.") var new: String
+    @Option(help: "Advance the clock to this time after the last reading, as replay --end does.") var end: String?
     @Argument(help: "Readings, one JSON object per line.") var readings: String
 
     func run() throws {
-        let code = tools.diff(old: old, new: new, readings: readings)
+        let code = tools.diff(old: old, new: new, readings: readings, end: end)
         if code != 0 { throw ExitCode(code) }
     }
 }

@@ -157,3 +157,66 @@ struct RulesEngineCommandTests {
         #expect(run.standardOutput.contains("0 passed, 1 failed"))
     }
 }
+
+/// `diff` and `replay` and the timers still pending after the last reading.
+@Suite("rules-engine diff and replay, --end")
+struct RulesEngineEndTests {
+    static func rule(for duration: String) -> String {
+        """
+        rules:
+          - id: hot
+            topic: "sensors/{room}/temperature"
+            above: 30
+            for: \(duration)
+            on_fire:
+              - publish: {topic: "actuators/{room}/fan/set", payload: {state: "on"}}
+        """
+    }
+
+    func files() throws -> String {
+        try RulesEngineCommandTests().temporaryDirectory([
+            "old/rules.yaml": Self.rule(for: "1m"),
+            "new/rules.yaml": Self.rule(for: "2m"),
+            "readings.jsonl": """
+            {"ts": 0, "topic": "sensors/lab/temperature", "payload": 31}
+            {"ts": 90000, "topic": "sensors/lab/temperature", "payload": 31}
+            """,
+        ])
+    }
+
+    /// A longer `for` whose fire is due after the last reading is a move with `--end`, not a removal.
+    @Test func diffWithEndShowsALongerForAsMoved() throws {
+        let directory = try files()
+        let run = try RulesEngineCommandTests().rulesEngine([
+            "diff", "--old", directory + "/old", "--new", directory + "/new", "--end", "300000",
+            directory + "/readings.jsonl",
+        ])
+        #expect(run.status == 1)
+        #expect(
+            run.standardOutput.hasPrefix("~ hot fire room=lab moved from ts 60000 to ts 120000"),
+            "\(run.standardOutput)"
+        )
+    }
+
+    /// Without `--end` the clock stops at the last reading, and both commands say what they did not run.
+    @Test func withoutEndPendingTimersAreReported() throws {
+        let directory = try files()
+        let diff = try RulesEngineCommandTests().rulesEngine([
+            "diff", "--old", directory + "/old", "--new", directory + "/new", directory + "/readings.jsonl",
+        ])
+        #expect(
+            diff.standardError.contains("1 timer(s) pending after the last reading in the new rules were not run"),
+            "\(diff.standardError)"
+        )
+        let replay = try RulesEngineCommandTests().rulesEngine([
+            "replay", "--rules", directory + "/new", directory + "/readings.jsonl",
+        ])
+        #expect(replay.status == 0)
+        #expect(
+            replay.standardError.contains(
+                "1 timer(s) pending after the last reading were not run (the next at 120000); pass --end"
+            ),
+            "\(replay.standardError)"
+        )
+    }
+}
