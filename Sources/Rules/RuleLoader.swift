@@ -35,6 +35,21 @@ public enum RuleLoader {
         return RuleSet(rules: rules)
     }
 
+    /// The `id:` values a file that is not valid YAML seems to declare (read line by line, block and flow
+    /// style), so that a duplicate id is reported together with the syntax error.
+    static func declaredIDs(inUnparsable source: RuleSource) -> [(String, SourceLocation)] {
+        var found: [(String, SourceLocation)] = []
+        for (offset, line) in source.text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let text = line.prefix { $0 != "#" }
+            guard let match = text.firstMatch(of: /(?:^|[\s{,\-])id:\s*["']?([A-Za-z0-9_.\-]+)/) else { continue }
+            let column = text.distance(from: text.startIndex, to: match.output.1.startIndex) + 1
+            found.append(
+                (String(match.output.1), SourceLocation(file: source.path, line: offset + 1, column: column))
+            )
+        }
+        return found
+    }
+
     /// Parses one file: the rules that are valid and the problems of the others.
     public static func parse(
         _ source: RuleSource
@@ -45,7 +60,7 @@ public enum RuleLoader {
                 // Most likely a truncated write: loading it would silently remove every rule of the file.
                 reader.error(nil, "the file has no content (a truncated write?); write 'rules: []' for no rules")
             }
-            return ([], reader.diagnostics, [])
+            return ([], reader.diagnostics, declaredIDs(inUnparsable: source))
         }
         guard let top = reader.mapping(root, what: "a rule file", allowed: ["rules"]) else {
             return ([], reader.diagnostics, [])
@@ -286,24 +301,27 @@ public enum RuleLoader {
                 )
             else { continue }
             let handlers = ["publish", "log", "command"].filter { entries[$0] != nil }
-            guard let name = handlers.first, let entry = entries[name] else {
+            guard !handlers.isEmpty else {
                 reader.error(item, "an action needs a handler: one of publish, log, command")
                 continue
             }
+            let location = reader.location(item)
+            let before = reader.diagnostics.count
             if handlers.count > 1 {
                 reader.error(
                     item,
                     "an action has one handler; split '\(handlers.joined(separator: "' and '"))' into two actions"
                 )
-                continue
             }
-            let location = reader.location(item)
-            let before = reader.diagnostics.count
+            // Every handler is checked, so that one mistake does not hide the others.
             var handler: Action.Handler?
-            switch name {
-            case "publish": handler = parsePublish(entry.value, captures: captures, reader: &reader)
-            case "log": handler = parseLog(entry.value, captures: captures, reader: &reader)
-            default: handler = parseCommand(entry.value, captures: captures, reader: &reader)
+            for handlerName in handlers {
+                guard let handlerEntry = entries[handlerName] else { continue }
+                switch handlerName {
+                case "publish": handler = parsePublish(handlerEntry.value, captures: captures, reader: &reader)
+                case "log": handler = parseLog(handlerEntry.value, captures: captures, reader: &reader)
+                default: handler = parseCommand(handlerEntry.value, captures: captures, reader: &reader)
+                }
             }
             if let handler, reader.diagnostics.count == before {
                 actions.append(Action(handler: handler, location: location))

@@ -388,3 +388,50 @@ struct YAMLBooleanWordTests {
         #expect(rules.rules.first?.condition == .equals(.bool(value)))
     }
 }
+
+/// `check` reports every problem, not the first of each kind.
+@Suite("Rule files: every problem at once")
+struct RuleLoaderEveryProblemTests {
+    /// An action with two handlers still has each handler checked.
+    @Test func anActionWithTwoHandlersStillReportsTheirOtherErrors() {
+        let text = """
+            rules:
+              - id: r
+                topic: "sensors/{room}/temperature"
+                above: 30
+                on_fire:
+                  - publish: {topic: "actuators/{rom}/fan/set"}
+                    log: "{nope}"
+            """
+        let messages = Self.messages(text)
+        #expect(messages.contains { $0.contains("an action has one handler") }, "\(messages)")
+        #expect(messages.contains { $0.contains("rom") }, "\(messages)")
+        #expect(messages.contains { $0.contains("nope") }, "\(messages)")
+    }
+
+    /// A file that does not parse still takes part in the duplicate-id check with the ids it declares.
+    @Test func aFileWithASyntaxErrorTakesPartInTheDuplicateIDCheck() {
+        let good = RuleSource(path: "a.yaml", text: "rules:\n  - {id: cooling, topic: \"s/{d}\", above: 1}\n")
+        let broken = RuleSource(
+            path: "b.yaml",
+            text: "rules:\n  - id: cooling\n    topic: \"s/{d}\n    above: [1\n"
+        )
+        var lines: [String] = []
+        do {
+            _ = try RuleLoader.load([good, broken])
+        } catch {
+            lines = error.diagnostics.map(\.description)
+        }
+        #expect(lines.contains { $0.hasPrefix("b.yaml:") && !$0.contains("duplicate") }, "\(lines)")
+        #expect(lines.contains { $0.hasPrefix("b.yaml:2:") && $0.contains("duplicate rule id 'cooling'") }, "\(lines)")
+    }
+
+    static func messages(_ text: String) -> [String] {
+        do {
+            _ = try RuleLoader.load([RuleSource(path: "rules.yaml", text: text)])
+            return []
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
+    }
+}
