@@ -53,7 +53,7 @@ public final class DesiredStateTracker: Sendable {
         self.state.withLock { tracked in
             let reported = tracked.desired[topic]?.reported
             tracked.desired[topic] = Desired(state: state, action: action, lastSentAt: time, reported: reported)
-            if reported != nil && reported != state {
+            if let reported, !Self.sameState(reported, state) {
                 tracked.mismatched.insert(topic)
             } else {
                 tracked.mismatched.remove(topic)
@@ -82,7 +82,7 @@ public final class DesiredStateTracker: Sendable {
             guard var wanted = tracked.desired[commandTopic] else { return nil }
             wanted.reported = reported
             tracked.desired[commandTopic] = wanted
-            guard wanted.state != reported else {
+            guard !Self.sameState(wanted.state, reported) else {
                 tracked.mismatched.remove(commandTopic)
                 return nil
             }
@@ -100,6 +100,12 @@ public final class DesiredStateTracker: Sendable {
         }
     }
 
+    /// State names compare without case, everywhere (as the simulator reads commands): Home Assistant sends
+    /// `ON` where a device file says `on`.
+    static func sameState(_ a: String, _ b: String) -> Bool {
+        a.lowercased() == b.lowercased()
+    }
+
     private static func resendIfDue(
         _ commandTopic: String,
         in tracked: inout State,
@@ -108,7 +114,8 @@ public final class DesiredStateTracker: Sendable {
     )
         -> FiredAction?
     {
-        guard var wanted = tracked.desired[commandTopic], let reported = wanted.reported, reported != wanted.state,
+        guard var wanted = tracked.desired[commandTopic], let reported = wanted.reported,
+            !sameState(reported, wanted.state),
             time - wanted.lastSentAt >= interval
         else { return nil }
         wanted.lastSentAt = time
