@@ -177,7 +177,9 @@ let package = Package(
 // libFuzzer targets (scripts/fuzz.sh): only declared with SENSOR_PIPELINE_FUZZ=1, because they have no
 // `main` and build only with `--sanitize=fuzzer`.
 if ProcessInfo.processInfo.environment["SENSOR_PIPELINE_FUZZ"] == "1" {
-    for (name, dependency) in [("fuzz-rules", "Rules"), ("fuzz-devices", "Simulation"), ("fuzz-payload", "Rules")] {
+    for (name, dependency) in [
+        ("fuzz-rules", "Rules"), ("fuzz-devices", "Simulation"), ("fuzz-payload", "Rules"), ("fuzz-readings", "Rules"),
+    ] {
         package.targets.append(
             .executableTarget(
                 name: name,

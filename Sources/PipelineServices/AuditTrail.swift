@@ -1,12 +1,12 @@
 import Foundation
 import Rules
+import Synchronization
 
 /// `--audit FILE`: one JSON line per transition and per command, with the rule's source file:line,
 /// a hash of its definition, the instance labels, the reading that decided it and the reason —
 /// so anyone can answer "why did cooling switch on at 03:12?".
-public final class AuditTrail: @unchecked Sendable {
-    private let handle: FileHandle
-    private let lock = NSLock()
+public final class AuditTrail: Sendable {
+    private let handle: Mutex<FileHandle>
 
     public init(path: String) throws {
         if !FileManager.default.fileExists(atPath: path) {
@@ -14,15 +14,16 @@ public final class AuditTrail: @unchecked Sendable {
                 throw RuleFilesError("\(path): cannot create the audit file")
             }
         }
-        handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
+        let handle = try FileHandle(forUpdating: URL(fileURLWithPath: path))
         try handle.seekToEnd()
+        self.handle = Mutex(handle)
     }
 
-    /// Appends lines (without their newlines) in one write.
-    public func write(lines: [String]) {
+    /// Appends lines (without their newlines) in one write; throws when the write failed (disk full).
+    public func write(lines: [String]) throws {
         guard !lines.isEmpty else { return }
         let data = Data(lines.map { $0 + "\n" }.joined().utf8)
-        lock.withLock { try? handle.write(contentsOf: data) }
+        try handle.withLock { try $0.write(contentsOf: data) }
     }
 
     /// Appends `lines` unless the file already ends with them: after a `kill -9`, the state journal's last
@@ -31,7 +32,7 @@ public final class AuditTrail: @unchecked Sendable {
     public func completeWith(_ lines: [String]) throws -> Bool {
         guard !lines.isEmpty else { return false }
         let expected = Data(lines.map { $0 + "\n" }.joined().utf8)
-        return try lock.withLock {
+        return try handle.withLock { handle in
             let end = try handle.seekToEnd()
             if end >= UInt64(expected.count) {
                 try handle.seek(toOffset: end - UInt64(expected.count))

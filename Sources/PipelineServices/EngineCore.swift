@@ -261,7 +261,17 @@ final class EngineCore: Sendable {
                 logger.error("cannot write the state journal", metadata: ["error": "\(error)"])
             }
         }
-        audit?.write(lines: auditLines)
+        do {
+            try audit?.write(lines: auditLines)
+        } catch {
+            metrics.rejected("audit_write_failed")
+            problems.record(
+                "audit_write_failed",
+                at: time,
+                message: "cannot write the audit trail",
+                detail: ["error": "\(error)", "lines": "\(auditLines.count)"]
+            )
+        }
     }
 
     /// Delivers what the outbox holds, unless another thread is at it (it delivers ours too, after its own).

@@ -1,5 +1,6 @@
 import Foundation
 import Rules
+import Synchronization
 
 /// Keeps the engine's state in a directory across restarts: `instances.json` and `sequences.json`
 /// (snapshots, replaced atomically by rename) plus `journal.jsonl`, one line per evaluated reading or
@@ -9,7 +10,7 @@ import Rules
 /// lines it produced. A `kill -9` therefore leaves either all of it or none of it (a torn last line
 /// is ignored); a reading whose line is there is a duplicate when the broker redelivers it, and audit
 /// lines of the last record that did not reach the audit file are written on the next start.
-public final class InstanceStateStore: @unchecked Sendable {
+public final class InstanceStateStore: Sendable {
     /// What `load` found.
     public struct SavedState: Sendable {
         /// The last state of every instance recorded.
@@ -44,10 +45,13 @@ public final class InstanceStateStore: @unchecked Sendable {
     }
 
     let directory: String
-    private let lock = NSLock()
-    private var journal: FileHandle?
-    private var journalInstanceLines = 0
-    private var journalBytes = 0
+    /// The open journal and how much it holds since the last compaction.
+    private struct Journal {
+        var handle: FileHandle?
+        var instanceLines = 0
+        var bytes = 0
+    }
+    private let journal = Mutex(Journal())
     private let compactAfterLines: Int
     private let compactAfterBytes: Int
 
@@ -115,23 +119,24 @@ public final class InstanceStateStore: @unchecked Sendable {
         }
         line += "}\n"
         let data = Data(line.utf8)
-        try lock.withLock {
-            if journal == nil {
+        try journal.withLock { journal in
+            if journal.handle == nil {
                 if !FileManager.default.fileExists(atPath: journalPath) {
                     _ = FileManager.default.createFile(atPath: journalPath, contents: nil)
                 }
-                journal = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
-                try journal?.seekToEnd()
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
+                try handle.seekToEnd()
+                journal.handle = handle
             }
-            try journal?.write(contentsOf: data)
-            journalInstanceLines += record.instances.count
-            journalBytes += data.count
+            try journal.handle?.write(contentsOf: data)
+            journal.instanceLines += record.instances.count
+            journal.bytes += data.count
         }
     }
 
     /// Whether the journal is long enough to be folded into new snapshots.
     public var needsCompaction: Bool {
-        lock.withLock { journalInstanceLines >= compactAfterLines || journalBytes >= compactAfterBytes }
+        journal.withLock { $0.instanceLines >= compactAfterLines || $0.bytes >= compactAfterBytes }
     }
 
     /// Writes `instances` and `sequences` as the new snapshots (temporary file, fsync, rename) and
@@ -140,14 +145,14 @@ public final class InstanceStateStore: @unchecked Sendable {
         let encoder = JSONEncoder()
         let instanceData = try encoder.encode(instances)
         let sequenceData = try encoder.encode(sequences)
-        try lock.withLock {
+        try journal.withLock { journal in
             try Self.replace(snapshotPath, with: instanceData)
             try Self.replace(sequencesPath, with: sequenceData)
-            try journal?.close()
-            journal = nil
-            try? FileManager.default.removeItem(atPath: journalPath)
-            journalInstanceLines = 0
-            journalBytes = 0
+            try journal.handle?.close()
+            journal = Journal()
+            if FileManager.default.fileExists(atPath: journalPath) {
+                try FileManager.default.removeItem(atPath: journalPath)
+            }
         }
     }
 

@@ -125,4 +125,24 @@ struct EngineCoreTests {
         )
         #expect((again != nil) == resent)
     }
+
+    /// A full disk under `--audit` is counted and logged, not ignored; evaluation goes on.
+    @Test func anAuditWriteThatFailsIsCounted() throws {
+        let ruleSet = try RuleLoader.load([
+            RuleSource(path: "rules.yaml", text: "rules:\n  - {id: r, topic: \"s/{d}\", above: 50}\n")
+        ])
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let core = EngineCore(
+            ruleSet: ruleSet,
+            dispatcher: ActionDispatcher(handlers: [], logger: logger),
+            desiredState: DesiredStateTracker(),
+            store: nil,
+            audit: try AuditTrail(path: "/dev/full"),
+            logger: logger
+        )
+        core.handle(MQTTMessage(topic: "s/d", payload: Array("60".utf8)), at: 0)
+        core.handle(MQTTMessage(topic: "s/d", payload: Array("40".utf8)), at: 1)
+        #expect(core.problems.totals["audit_write_failed"] == 2)
+        #expect(core.instanceReports(ruleID: nil).first?.state == .inactive)
+    }
 }

@@ -59,7 +59,7 @@ import Testing
         #expect(try AuditTrail(path: path).completeWith(lines))
         #expect(try AuditTrail(path: path).completeWith(lines) == false)
         let audit = try AuditTrail(path: path)
-        audit.write(lines: [#"{"event":"next"}"#])
+        try audit.write(lines: [#"{"event":"next"}"#])
         #expect(
             try String(contentsOfFile: path, encoding: .utf8)
                 == "{\"event\":\"older\"}\n" + lines.joined(separator: "\n") + "\n{\"event\":\"next\"}\n"
