@@ -1,3 +1,4 @@
+import FileFormats
 import Rules
 import Synchronization
 
@@ -53,7 +54,7 @@ public final class DesiredStateTracker: Sendable {
         self.state.withLock { tracked in
             let reported = tracked.desired[topic]?.reported
             tracked.desired[topic] = Desired(state: state, action: action, lastSentAt: time, reported: reported)
-            if let reported, !Self.sameState(reported, state) {
+            if let reported, !ActuatorState.same(reported, state) {
                 tracked.mismatched.insert(topic)
             } else {
                 tracked.mismatched.remove(topic)
@@ -65,24 +66,13 @@ public final class DesiredStateTracker: Sendable {
     public func observe(stateTopic: String, payload: [UInt8], at time: Int64) -> FiredAction? {
         guard stateTopic.hasSuffix("/state") else { return nil }
         let commandTopic = String(stateTopic.dropLast("state".count)) + "set"
-        let reported: String?
-        switch JSONValue(parsing: payload) {
-        case .object(let pairs)?:
-            if case .string(let state)? = pairs.first(where: { $0.key == "state" })?.value {
-                reported = state
-            } else {
-                reported = nil
-            }
-        case .string(let state)?: reported = state
-        case nil: reported = String(decoding: payload, as: UTF8.self)
-        default: reported = nil
-        }
+        let reported = ActuatorState.name(in: payload)
         guard let reported else { return nil }
         return state.withLock { tracked -> FiredAction? in
             guard var wanted = tracked.desired[commandTopic] else { return nil }
             wanted.reported = reported
             tracked.desired[commandTopic] = wanted
-            guard !Self.sameState(wanted.state, reported) else {
+            guard !ActuatorState.same(wanted.state, reported) else {
                 tracked.mismatched.remove(commandTopic)
                 return nil
             }
@@ -100,12 +90,6 @@ public final class DesiredStateTracker: Sendable {
         }
     }
 
-    /// State names compare without case, everywhere (as the simulator reads commands): Home Assistant sends
-    /// `ON` where a device file says `on`.
-    static func sameState(_ a: String, _ b: String) -> Bool {
-        a.lowercased() == b.lowercased()
-    }
-
     private static func resendIfDue(
         _ commandTopic: String,
         in tracked: inout State,
@@ -115,7 +99,7 @@ public final class DesiredStateTracker: Sendable {
         -> FiredAction?
     {
         guard var wanted = tracked.desired[commandTopic], let reported = wanted.reported,
-            !sameState(reported, wanted.state),
+            !ActuatorState.same(reported, wanted.state),
             time - wanted.lastSentAt >= interval
         else { return nil }
         wanted.lastSentAt = time

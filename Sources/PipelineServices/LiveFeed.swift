@@ -134,11 +134,7 @@ public final class LiveFeed: Sendable {
     }
 
     static func stateText(_ payload: [UInt8]) -> String {
-        if case .object(let pairs)? = JSONValue(parsing: payload),
-            case .string(let state)? = pairs.first(where: { $0.key == "state" })?.value
-        {
-            return state
-        }
-        return String(decoding: payload.prefix(40), as: UTF8.self)
+        ActuatorState.name(in: payload).map { String($0.prefix(40)) }
+            ?? String(decoding: payload.prefix(40), as: UTF8.self)
     }
 }

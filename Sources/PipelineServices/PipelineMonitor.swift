@@ -40,9 +40,9 @@ public struct PipelineMonitor: Sendable {
             sensors[key] = SensorLine(value: Self.text(value), unit: unit)
         case "actuators" where levels.last == "state":
             let key = levels.dropFirst().dropLast().joined(separator: "/")
-            actuators[key] = json?["state"].map(Self.text) ?? message.payloadString
+            actuators[key] = ActuatorState.name(in: message.payload) ?? message.payloadString
         case "actuators", "alerts":
-            let state = json?["state"].map(Self.text) ?? message.payloadString
+            let state = ActuatorState.name(in: message.payload) ?? message.payloadString
             let reason = json?["reason"].map(Self.text) ?? ""
             commands.append("\(Self.clock(time))  \(message.topic) \(state)  \(reason)")
             if commands.count > 8 { commands.removeFirst(commands.count - 8) }

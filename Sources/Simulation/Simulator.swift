@@ -195,9 +195,10 @@ public struct Simulator: Sendable {
     /// lost (the actuator's `fail_probability`), or delayed by `lag` (it comes out of `advance` then).
     public mutating func command(topic: String, payload: [UInt8], at time: Int64) -> ActuatorStateChange? {
         guard let index = actuatorByCommandTopic[topic] else { return nil }
-        guard let wanted = Simulator.state(in: payload), actuators[index].actuator.states.contains(wanted) else {
-            return nil
-        }
+        // The device file's spelling of the state the command names (names compare without case).
+        guard let named = FileFormats.ActuatorState.name(in: payload),
+            let wanted = actuators[index].actuator.states.first(where: { FileFormats.ActuatorState.same($0, named) })
+        else { return nil }
         let failure = actuators[index].actuator.failProbability
         if failure > 0, actuators[index].random.nextUnit() < failure { return nil }
         let lag = actuators[index].actuator.lagMilliseconds
@@ -346,17 +347,6 @@ public struct Simulator: Sendable {
         names[min(max(Int(value.rounded()), 0), names.count - 1)]
     }
 
-    /// The state a command asks for: `{"state": "on"}`, `"on"` or `on` (case-insensitive, like Home Assistant's `ON`).
-    static func state(in payload: [UInt8]) -> String? {
-        switch JSONValue(parsing: payload) {
-        case .object(let pairs)?:
-            if case .string(let state)? = pairs.first(where: { $0.key == "state" })?.value { return state.lowercased() }
-            return nil
-        case .string(let state)?: return state.lowercased()
-        case nil: return String(decoding: payload, as: UTF8.self).lowercased()
-        default: return nil
-        }
-    }
 }
 
 extension String {
