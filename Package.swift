@@ -81,6 +81,7 @@ let package = Package(
         .target(
             name: "PipelineServices",
             dependencies: [
+                "FileFormats",
                 "MQTT",
                 "Rules",
                 "Simulation",
@@ -88,7 +89,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -97,18 +97,20 @@ let package = Package(
         .executableTarget(
             name: "rules-engine",
             dependencies: [
+                "FileFormats",
                 "PipelineServices",
                 "Rules",
-                "MQTT",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
             name: "sensor-sim",
             dependencies: [
+                "FileFormats",
                 "PipelineServices",
                 "Rules",
                 "Simulation",
@@ -116,6 +118,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         .executableTarget(
@@ -136,7 +139,7 @@ let package = Package(
         // Injects faults into a running pipeline (docs/operations.md).
         .executableTarget(
             name: "fault-soak",
-            dependencies: ["MQTTTestSupport", "Simulation", "rules-engine"],
+            dependencies: ["MQTT", "MQTTTestSupport", "Simulation", "rules-engine"],
             path: "Soak/fault-soak"
         ),
         // Counts heap allocations for pipeline-bench's in-process scenario.
@@ -147,7 +150,9 @@ let package = Package(
         // Every performance figure in one run (docs/performance.md).
         .executableTarget(
             name: "pipeline-bench",
-            dependencies: ["Rules", "MQTTTestSupport", "AllocationCounter", "mqtt-load", "rules-engine", "sensor-sim"],
+            dependencies: [
+                "MQTT", "Rules", "MQTTTestSupport", "AllocationCounter", "mqtt-load", "rules-engine", "sensor-sim",
+            ],
             path: "Benchmarks/pipeline-bench"
         ),
         .testTarget(
@@ -159,20 +164,40 @@ let package = Package(
         .testTarget(
             name: "RulesTests",
             dependencies: [
+                "FileFormats",
                 "Rules",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "SimulationTests",
-            dependencies: ["Simulation"]
+            dependencies: ["FileFormats", "Simulation"]
         ),
         .testTarget(
             name: "PipelineServicesTests",
-            dependencies: ["PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim"]
+            dependencies: [
+                "FileFormats", "PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ]
 )
+
+// Upcoming language features for every target of ours, as swift-nio does: imports name what they use
+// (MemberImportVisibility) and existential types are spelled `any` (ExistentialAny).
+for target in package.targets {
+    switch target.type {
+    case .regular, .test, .executable:
+        var settings = target.swiftSettings ?? []
+        settings.append(.enableUpcomingFeature("MemberImportVisibility"))
+        settings.append(.enableUpcomingFeature("ExistentialAny"))
+        target.swiftSettings = settings
+    case .macro, .plugin, .system, .binary:
+        ()  // not applicable
+    @unknown default:
+        ()
+    }
+}
 
 // libFuzzer targets (scripts/fuzz.sh): only declared with SENSOR_PIPELINE_FUZZ=1, because they have no
 // `main` and build only with `--sanitize=fuzzer`.

@@ -3,6 +3,7 @@ import MQTTTestSupport
 
 #if canImport(Glibc)
 import Glibc
+import MQTT
 #endif
 
 /// Writes a line to stdout at once (progress shows in a pipe or a file too).

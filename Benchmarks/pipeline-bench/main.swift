@@ -8,6 +8,7 @@ import MQTTTestSupport
 
 #if canImport(Glibc)
 import Glibc
+import MQTT
 #endif
 
 var smoke = false

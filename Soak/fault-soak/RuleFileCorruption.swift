@@ -4,6 +4,7 @@ import Simulation  // SplitMix64: a failing corruption replays with `--seed`
 
 #if canImport(Glibc)
 import Glibc
+import MQTT
 #endif
 
 /// One random corruption of a YAML text: byte flips, deletions, YAML-significant insertions, truncation,

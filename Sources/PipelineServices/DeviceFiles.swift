@@ -1,4 +1,5 @@
 import Foundation
+import Rules
 import Simulation
 
 /// Finds and reads device files on disk for the pure `Simulation` core.

@@ -1,3 +1,5 @@
+import CoreMetrics
+import FileFormats
 import Logging
 import MQTT
 import Rules

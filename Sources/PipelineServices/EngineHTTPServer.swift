@@ -1,3 +1,4 @@
+import FileFormats
 import Hummingbird
 import Logging
 import Prometheus

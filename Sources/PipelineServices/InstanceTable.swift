@@ -1,3 +1,4 @@
+import FileFormats
 import Rules
 
 /// The terminal table of `rules-engine explain`: one rule's instances as `/api/instances` serves them.

@@ -1,3 +1,5 @@
+import CoreMetrics
+import FileFormats
 import Foundation
 import Logging
 import MQTT
@@ -223,7 +225,7 @@ public final class RulesEngineService: Service {
         guard let drainClient = try? MQTTClient(configuration: mqtt, logger: logger) else { return 0 }
         let acknowledged = Atomic<Int>(0)
         let remaining = ContinuousClock.now.duration(to: deadline)
-        try? await withThrowingTaskGroup(of: Void.self) { group in
+        await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await drainClient.runUntilCancelled() }
             do {
                 try await withTimeout(remaining, "publishing unacknowledged commands") {

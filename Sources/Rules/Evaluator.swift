@@ -1,3 +1,4 @@
+import FileFormats
 import HeapModule
 
 /// A reading as the evaluator sees it: a topic, the raw payload and the time it happened (Unix ms).

@@ -1,3 +1,4 @@
+import FileFormats
 /// The durable part of one rule instance, for `--state-dir`: enough to restart without forgetting a
 /// pending `for` and without repeating or missing a transition.
 public struct InstanceSnapshot: Sendable, Hashable, Codable {

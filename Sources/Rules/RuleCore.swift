@@ -1,3 +1,5 @@
+import FileFormats
+
 /// The parts of a rule that every reading needs, as plain values.
 ///
 /// Copying a `Rule` retains a dozen buffers (strings, arrays, templates); the evaluator's per-reading

@@ -1,4 +1,4 @@
-@_exported import FileFormats
+import FileFormats
 
 /// One problem in a rule file, printed as `FILE:LINE:COL: error: MESSAGE`.
 public typealias RuleDiagnostic = Diagnostic

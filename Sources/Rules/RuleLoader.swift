@@ -1,3 +1,4 @@
+import FileFormats
 import Yams
 
 /// Turns rule file texts into a validated `RuleSet`, reporting every problem with its position.

@@ -1,3 +1,4 @@
+import FileFormats
 import Yams
 
 /// Rule unit tests, after promtool's: rule files, readings at offsets, the transitions expected at offsets.

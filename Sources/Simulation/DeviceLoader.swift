@@ -1,4 +1,5 @@
 import FileFormats
+import Foundation
 import Yams
 
 /// Reads device files (`Devices/*.yaml`), validating every key with its position.

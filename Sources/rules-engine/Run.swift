@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileFormats
 import Foundation
 import Logging
 import PipelineServices
@@ -8,6 +9,7 @@ import ServiceLifecycle
 
 #if canImport(Glibc)
 import Glibc
+import UnixSignals
 #endif
 
 struct Run: AsyncParsableCommand {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FileFormats
 import Foundation
 import Logging
 import MQTT
@@ -6,6 +7,7 @@ import PipelineServices
 import Rules
 import ServiceLifecycle
 import Simulation
+import UnixSignals
 
 @main
 struct SensorSim: AsyncParsableCommand {

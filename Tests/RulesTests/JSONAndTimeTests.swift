@@ -1,3 +1,5 @@
+import FileFormats
+import Foundation
 import Rules
 import Testing
 

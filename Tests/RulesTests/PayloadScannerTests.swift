@@ -1,3 +1,4 @@
+import FileFormats
 import PropertyBased
 import Synchronization
 import Testing
