@@ -208,7 +208,7 @@ if ProcessInfo.processInfo.environment["SENSOR_PIPELINE_FUZZ"] == "1" {
         package.targets.append(
             .executableTarget(
                 name: name,
-                dependencies: [.target(name: dependency)],
+                dependencies: [.target(name: dependency), .target(name: "FileFormats")],
                 path: "Fuzz/\(name)",
                 swiftSettings: [.unsafeFlags(["-parse-as-library"])]
             )

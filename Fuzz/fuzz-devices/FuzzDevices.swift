@@ -1,4 +1,5 @@
 // libFuzzer entry point: the device-file loader (and, when a file loads, a minute of its world).
+import FileFormats
 import Simulation
 
 @_cdecl("LLVMFuzzerTestOneInput")

@@ -1,4 +1,5 @@
 // libFuzzer entry point: the payload decoder, as the engine meets it (any bytes on a rule's topic).
+import FileFormats
 import Rules
 
 let ruleSet = try! RuleLoader.load([

@@ -1,5 +1,6 @@
 // libFuzzer entry point: the readings file of `rules-engine replay`/`diff` and `sensor-sim replay`
 // (JSON lines, times as Unix ms or RFC 3339), replayed through rules with the longest durations allowed.
+import FileFormats
 import Rules
 
 let ruleSet = try! RuleLoader.load([

@@ -1,4 +1,5 @@
 // libFuzzer entry point: the rule-file loader (and, when a file loads, an evaluation over it).
+import FileFormats
 import Rules
 
 @_cdecl("LLVMFuzzerTestOneInput")
