@@ -102,8 +102,9 @@ public final class LiveFeed: Sendable {
         }
     }
 
-    /// Everything the page draws, as one JSON object.
-    func snapshot(instances: [InstanceReport], now: Int64) -> JSONValue {
+    /// Everything the page draws, as one JSON object; `brokerProblem` is why the engine is not connected
+    /// (nil when it is).
+    func snapshot(instances: [InstanceReport], brokerProblem: String? = nil, now: Int64) -> JSONValue {
         let state = self.state.withLock { $0 }
         let sensors = state.sensors.sorted { $0.key < $1.key }.map { topic, sensor -> JSONValue in
             .object([
@@ -127,6 +128,13 @@ public final class LiveFeed: Sendable {
         }
         return .object([
             ("now", .number(Double(now))),
+            (
+                "broker",
+                .object([
+                    ("connected", .bool(brokerProblem == nil)),
+                    ("problem", brokerProblem.map(JSONValue.string) ?? .null),
+                ])
+            ),
             ("sensors", .array(sensors)),
             ("instances", .array(instances.map(\.json))),
             ("actuators", .array(actuators)),

@@ -26,6 +26,7 @@ enum LivePage {
           header { display: flex; gap: 12px; align-items: baseline; flex-wrap: wrap; }
           h1 { font-size: 18px; margin: 0; }
           #status { color: var(--muted); }
+          #status.down { color: #c0392b; font-weight: 600; }
           main { display: grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap: 16px; margin-top: 12px; }
           section { border: 1px solid #8884; border-radius: 8px; padding: 8px 10px; overflow-x: auto; }
           h2 { font-size: 15px; margin: 0 0 6px; }
@@ -82,7 +83,10 @@ enum LivePage {
         }
         function labels(object) { return Object.entries(object || {}).map(([k, v]) => k + "=" + v).join(", "); }
         function draw(snapshot) {
-          document.getElementById("status").textContent = "live · " + clock(snapshot.now);
+          const status = document.getElementById("status");
+          const broker = snapshot.broker || { connected: true };
+          status.textContent = broker.connected ? "live · " + clock(snapshot.now) : broker.problem + " · " + clock(snapshot.now);
+          status.className = broker.connected ? "" : "down";
           fill("sensors", snapshot.sensors, (row, s) => {
             row.dataset.topic = s.topic;
             cell(row, s.topic);

@@ -399,7 +399,9 @@ public final class RulesEngineService: Service {
 extension RulesEngineService {
     /// Why the engine is not healthy (not connected, no rules), or nil when it is.
     public var healthProblem: String? {
-        if !client.isConnected { return "not connected to the broker" }
+        if !client.isConnected {
+            return "not connected to the broker: \(client.lastConnectionProblem ?? "no answer yet")"
+        }
         if core.ruleSet.rules.isEmpty { return "no rules loaded" }
         return nil
     }
@@ -415,7 +417,13 @@ extension RulesEngineService {
     /// What the live page draws now (empty without a live feed).
     public func liveSnapshot() -> JSONValue {
         let now = WallClock.nowMilliseconds()
-        return (configuration.liveFeed ?? LiveFeed()).snapshot(instances: core.instanceReports(ruleID: nil), now: now)
+        let brokerProblem =
+            client.isConnected ? nil : "not connected to the broker: \(client.lastConnectionProblem ?? "no answer yet")"
+        return (configuration.liveFeed ?? LiveFeed()).snapshot(
+            instances: core.instanceReports(ruleID: nil),
+            brokerProblem: brokerProblem,
+            now: now
+        )
     }
 
     func recordReload(succeeded: Bool, rules: Int? = nil) {

@@ -128,7 +128,10 @@ struct EngineShutdownTests {
     /// disconnected it re-sends nothing (nothing can be sent), and SIGTERM still ends it within 10 s.
     @Test func afterTheBrokerDiedItResendsNothingAndStopsOnSIGTERM() async throws {
         let harness = try await EngineHarness("gone", rules: Self.flipRule)
-        let engine = try await harness.startEngine(extraArguments: ["--resend-interval", "500ms"])
+        let port = try TestBroker.freePort()
+        let engine = try await harness.startEngine(extraArguments: [
+            "--resend-interval", "500ms", "--http", "127.0.0.1:\(port)",
+        ])
         try await harness.reading("d1", "{\"value\": 60}")
         #expect(try await harness.nextCommand() == "d1/cooling on")
         try await harness.publisher.publish(
@@ -145,6 +148,17 @@ struct EngineShutdownTests {
             engine.standardError.components(separatedBy: "cannot reach the broker").count >= 3
         }
         #expect(engine.standardError.components(separatedBy: "re-sending a command").count == resends)
+        // /healthz and the live page say so too.
+        let health = try ChildProcess(
+            "/usr/bin/curl",
+            ["-s", "-w", "\n%{http_code}\n", "http://127.0.0.1:\(port)/healthz"]
+        )
+        #expect(await health.waitForExitAndOutput() == 0)
+        #expect(health.output.first?.hasPrefix("not connected to the broker: ") == true, "\(health.output)")
+        #expect(health.output.last == "503")
+        let page = try ChildProcess("/usr/bin/curl", ["-s", "http://127.0.0.1:\(port)/"])
+        #expect(await page.waitForExitAndOutput() == 0)
+        #expect(page.output.joined().contains(#""broker":{"connected":false,"problem":"not connected to the broker"#))
         let signalled = ContinuousClock.now
         engine.signal(SIGTERM)
         #expect(await engine.waitForExit(killingAfter: .seconds(15)) == 0, "\(engine.standardError.suffix(2000))")
