@@ -77,29 +77,68 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
-        // Wires files, clocks and MQTT to the pure cores.
+        // Rule and device files and folders read from disk, and watched for changes.
         .target(
-            name: "PipelineServices",
+            name: "InputFiles",
+            dependencies: ["Rules", "Simulation"]
+        ),
+        // What the engine and the simulator share around their MQTT client: the wall clock passed into the
+        // pure cores, and the report of a broker that cannot be reached.
+        .target(
+            name: "ServiceSupport",
+            dependencies: ["FileFormats", "MQTT", .product(name: "Logging", package: "swift-log")]
+        ),
+        // `rules-engine run`: evaluates readings over MQTT, runs actions, keeps state, reloads, drains.
+        .target(
+            name: "RulesEngineDaemon",
             dependencies: [
-                "FileFormats",
-                "MQTT",
-                "Rules",
-                "Simulation",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "FileFormats", "InputFiles", "MQTT", "Rules", "ServiceSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "Hummingbird", package: "hummingbird"),
             ]
+        ),
+        // The engine's HTTP surface: /metrics, /healthz, /api/…, the live page (the only user of Hummingbird).
+        .target(
+            name: "EngineHTTP",
+            dependencies: [
+                "FileFormats", "Rules", "RulesEngineDaemon",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `sensor-sim`: the simulated world over MQTT, and recordings played back.
+        .target(
+            name: "SimulatorService",
+            dependencies: [
+                "FileFormats", "InputFiles", "MQTT", "Rules", "ServiceSupport", "Simulation",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // `pipeline-monitor`'s terminal view, fed with MQTT messages.
+        .target(
+            name: "PipelineMonitor",
+            dependencies: ["FileFormats", "MQTT", "Rules"]
+        ),
+        // `rules-engine check`, `replay`, `diff`, `test` and the table of `explain`: offline, no broker.
+        .target(
+            name: "RuleTools",
+            dependencies: ["FileFormats", "InputFiles", "Rules"]
+        ),
+        // Options and output that every program's command line shares (`--broker`, TLS, stderr, `ready`).
+        .target(
+            name: "CommandLineOptions",
+            dependencies: ["MQTT", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "rules-engine",
             dependencies: [
-                "FileFormats",
-                "PipelineServices",
-                "Rules",
+                "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules", "RulesEngineDaemon",
+                "ServiceSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -110,11 +149,8 @@ let package = Package(
         .executableTarget(
             name: "sensor-sim",
             dependencies: [
-                "FileFormats",
-                "PipelineServices",
-                "Rules",
-                "Simulation",
-                "MQTT",
+                "CommandLineOptions", "FileFormats", "InputFiles", "MQTT", "Rules", "ServiceSupport", "Simulation",
+                "SimulatorService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,8 +160,7 @@ let package = Package(
         .executableTarget(
             name: "pipeline-monitor",
             dependencies: [
-                "PipelineServices",
-                "MQTT",
+                "CommandLineOptions", "MQTT", "PipelineMonitor", "ServiceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -174,11 +209,20 @@ let package = Package(
             dependencies: ["FileFormats", "Simulation"]
         ),
         .testTarget(
-            name: "PipelineServicesTests",
+            name: "RulesEngineDaemonTests",
             dependencies: [
-                "FileFormats", "PipelineServices", "Rules", "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim",
+                "FileFormats", "MQTT", "MQTTTestSupport", "Rules", "RulesEngineDaemon",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "PipelineMonitorTests",
+            dependencies: ["MQTT", "PipelineMonitor"]
+        ),
+        // The real programs against real brokers, as users and scripts run them.
+        .testTarget(
+            name: "ProgramTests",
+            dependencies: ["MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim"]
         ),
     ]
 )

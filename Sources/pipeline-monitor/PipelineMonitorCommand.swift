@@ -1,7 +1,9 @@
 import ArgumentParser
+import CommandLineOptions
 import Foundation
 import MQTT
-import PipelineServices
+import PipelineMonitor
+import ServiceSupport
 import Synchronization
 
 /// A live terminal view of a pipeline: sensors, rule instances, actuators and the last commands,

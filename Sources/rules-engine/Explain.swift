@@ -1,8 +1,12 @@
 import ArgumentParser
+import CommandLineOptions
+import EngineHTTP
 import FileFormats
 import Foundation
-import PipelineServices
+import RuleTools
 import Rules
+import RulesEngineDaemon
+import ServiceSupport
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking

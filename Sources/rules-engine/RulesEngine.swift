@@ -1,5 +1,9 @@
 import ArgumentParser
-import PipelineServices
+import CommandLineOptions
+import EngineHTTP
+import RuleTools
+import RulesEngineDaemon
+import ServiceSupport
 
 @main
 struct RulesEngine: AsyncParsableCommand {

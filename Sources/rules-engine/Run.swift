@@ -1,11 +1,15 @@
 import ArgumentParser
+import CommandLineOptions
+import EngineHTTP
 import FileFormats
 import Foundation
 import Logging
-import PipelineServices
 import Prometheus
+import RuleTools
 import Rules
+import RulesEngineDaemon
 import ServiceLifecycle
+import ServiceSupport
 
 #if canImport(Glibc)
 import Glibc

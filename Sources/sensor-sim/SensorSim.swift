@@ -1,12 +1,15 @@
 import ArgumentParser
+import CommandLineOptions
 import FileFormats
 import Foundation
+import InputFiles
 import Logging
 import MQTT
-import PipelineServices
 import Rules
 import ServiceLifecycle
+import ServiceSupport
 import Simulation
+import SimulatorService
 import UnixSignals
 
 @main

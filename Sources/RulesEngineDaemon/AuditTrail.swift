@@ -1,5 +1,6 @@
 import FileFormats
 import Foundation
+import InputFiles
 import Rules
 import Synchronization
 

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Prometheus
 import Rules
+import RulesEngineDaemon
 import ServiceLifecycle
 import Synchronization
 

@@ -5,6 +5,7 @@ import Rules
 
 #if canImport(Glibc)
 import Glibc
+import ServiceSupport
 #endif
 
 /// Runs a configured program with arguments (no shell), kills it after its timeout, and logs its output.

@@ -1,9 +1,11 @@
 import FileFormats
 import Foundation
+import InputFiles
 import Logging
 import MQTT
 import Rules
 import ServiceLifecycle
+import ServiceSupport
 import Simulation
 import Synchronization
 

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@testable import PipelineServices
+@testable import RulesEngineDaemon
 
 /// `command:` actions: a program with arguments, bounded by its timeout.
 @Suite("command actions")

@@ -3,7 +3,7 @@ import MQTTTestSupport
 import Rules
 import Testing
 
-@testable import PipelineServices
+@testable import RulesEngineDaemon
 
 /// The state directory's journal: what a `kill -9` at any point leaves behind must load back.
 @Suite struct InstanceStateStoreTests {

@@ -6,7 +6,7 @@ import Rules
 import Synchronization
 import Testing
 
-@testable import PipelineServices
+@testable import RulesEngineDaemon
 
 /// The engine's core in process: decisions from the network thread (readings) and the clock (timers)
 /// at the same time.

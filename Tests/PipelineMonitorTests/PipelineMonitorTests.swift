@@ -1,5 +1,5 @@
 import MQTT
-import PipelineServices
+import PipelineMonitor
 import Testing
 
 @Suite("pipeline-monitor view")

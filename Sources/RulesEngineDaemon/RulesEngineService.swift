@@ -1,10 +1,12 @@
 import CoreMetrics
 import FileFormats
 import Foundation
+import InputFiles
 import Logging
 import MQTT
 import Rules
 import ServiceLifecycle
+import ServiceSupport
 import Synchronization
 import UnixSignals
 

@@ -5,13 +5,19 @@ import MQTT
 /// Says when the broker cannot be reached: at warning level with the cause and how the client retries,
 /// soon after the connection is missing, then at a decaying rate (5 s, 10 s, 20 s … at most every
 /// 5 minutes) while it stays missing, and once more at notice level when it is back.
-struct BrokerConnectionReporter: Sendable {
+public struct BrokerConnectionReporter: Sendable {
     let client: MQTTClient
     let logger: Logger
     /// How long a missing connection goes unmentioned (a first connect takes a moment).
     var grace: Duration = .seconds(1)
 
-    func run() async throws {
+    public init(client: MQTTClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Watches the connection until cancelled.
+    public func run() async throws {
         let clock = ContinuousClock()
         var missingSince: ContinuousClock.Instant?
         var nextReport = clock.now

@@ -1,5 +1,6 @@
 import FileFormats
 import Foundation
+import InputFiles
 import Rules
 
 /// `rules-engine check`, `replay`, `diff` and `test`: offline, deterministic, no broker.
