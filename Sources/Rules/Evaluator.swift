@@ -50,14 +50,23 @@ public enum RenderedAction: Hashable, Sendable {
 
 /// One action produced by one transition of one instance.
 public struct FiredAction: Hashable, Sendable {
-    public var timestamp: Int64
-    public var ruleID: String
-    public var transition: TransitionKind
-    public var labels: [Label]
-    public var severity: Rule.Severity
-    public var reason: String
-    public var value: JSONValue?
+    /// The transition that ran it (time, rule, labels, severity, reason, value).
+    public var decision: TransitionRecord
     public var action: RenderedAction
+
+    public var timestamp: Int64 {
+        get { decision.timestamp }
+        set { decision.timestamp = newValue }
+    }
+    public var ruleID: String { decision.ruleID }
+    public var transition: TransitionKind { decision.transition }
+    public var labels: [Label] { decision.labels }
+    public var severity: Rule.Severity { decision.severity }
+    public var reason: String {
+        get { decision.reason }
+        set { decision.reason = newValue }
+    }
+    public var value: JSONValue? { decision.value }
 }
 
 /// One transition of one instance, whether or not the rule has actions for it.
@@ -347,12 +356,12 @@ public struct Evaluator: Sendable {
         }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            let holds: Bool
-            if case .number(let number) = value, core.valueType == .number, !core.comparesByEquality {
-                holds = core.holds(number: number, firing: instances[slot].phase.isFiring)
-            } else {
-                holds = Evaluator.holds(rule: ruleSet.rules[ruleIndex], value: value, firing: false)
-            }
+            let holds = Evaluator.holds(
+                core,
+                rule: ruleSet.rules[ruleIndex],
+                value: value,
+                firing: instances[slot].phase.isFiring
+            )
             instances[slot].observe(value, holds: holds, at: time)
         case .failure(var problem):
             if case .missingField = problem {
@@ -498,36 +507,32 @@ public struct Evaluator: Sendable {
         if kind == .clear {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
             if let value = instance.lastValue, !instance.stale {
-                instance.holds = Evaluator.holds(rule: rule, value: value, firing: false)
+                instance.holds = Evaluator.holds(
+                    ruleSet.cores[Int(instance.rule)],
+                    rule: rule,
+                    value: value,
+                    firing: false
+                )
                 instance.holdsSince = instance.holds ? time : nil
             }
         }
         let labels = labels(of: instance, rule: rule)
-        events.append(
-            .transition(
-                TransitionRecord(
-                    timestamp: time,
-                    ruleID: rule.id,
-                    transition: kind,
-                    labels: labels,
-                    severity: rule.severity,
-                    reason: reason,
-                    value: instance.lastValue,
-                    readingTimestamp: instance.stale ? nil : instance.lastReadingAt
-                )
-            )
+        let record = TransitionRecord(
+            timestamp: time,
+            ruleID: rule.id,
+            transition: kind,
+            labels: labels,
+            severity: rule.severity,
+            reason: reason,
+            value: instance.lastValue,
+            readingTimestamp: instance.stale ? nil : instance.lastReadingAt
         )
+        events.append(.transition(record))
         for action in kind == .fire ? rule.onFire : rule.onClear {
             events.append(
                 .action(
                     FiredAction(
-                        timestamp: time,
-                        ruleID: rule.id,
-                        transition: kind,
-                        labels: labels,
-                        severity: rule.severity,
-                        reason: reason,
-                        value: instance.lastValue,
+                        decision: record,
                         action: render(
                             action,
                             rule: rule,
@@ -585,23 +590,12 @@ public struct Evaluator: Sendable {
         return .success(value)
     }
 
-    /// Whether the condition holds; a firing instance of an `above`/`below` rule uses its `clear` threshold.
-    static func holds(rule: Rule, value: JSONValue, firing: Bool) -> Bool {
-        switch rule.condition {
-        case .equals(let expected): return value == expected
-        case .above(let threshold):
-            guard case .number(let number) = value else { return false }
-            return firing ? number > (rule.clear ?? threshold) : number > threshold
-        case .below(let threshold):
-            guard case .number(let number) = value else { return false }
-            return firing ? number < (rule.clear ?? threshold) : number < threshold
-        case .between(let low, let high):
-            guard case .number(let number) = value else { return false }
-            return number >= low && number <= high
-        case .outside(let low, let high):
-            guard case .number(let number) = value else { return false }
-            return number < low || number > high
-        }
+    /// Whether the condition holds: `equals` compares with the rule's value (kept in the full rule, not the
+    /// core); the thresholds are `RuleCore.holds`.
+    static func holds(_ core: RuleCore, rule: Rule, value: JSONValue, firing: Bool) -> Bool {
+        if case .equals(let expected) = rule.condition { return value == expected }
+        guard case .number(let number) = value else { return false }
+        return core.holds(number: number, firing: firing)
     }
 
     private func labels(of instance: Instance, rule: Rule) -> [Label] {

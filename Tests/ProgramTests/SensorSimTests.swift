@@ -112,9 +112,9 @@ struct SensorSimTests {
         #expect(await replay.waitForExit() == 0)
         // 400 ms apart in the recording, played twice as fast: the last one comes about 800 ms after the
         // first (a burst would take a few ms). The first publish can be late on a busy machine and the
-        // rest catch up with the schedule, so the lower bound leaves room.
+        // rest catch up with the schedule, so the lower bound leaves room (469 ms seen with a fuzzer running).
         let spread = arrivals[4] - arrivals[0]
-        #expect(spread >= .milliseconds(500) && spread < .seconds(3), "\(spread)")
+        #expect(spread >= .milliseconds(300) && spread < .seconds(3), "\(spread)")
     }
 
     @Test func homeAssistantDiscoveryIsRetainedAndActuatorsTakeHomeAssistantCommands() async throws {
