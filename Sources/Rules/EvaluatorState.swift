@@ -1,4 +1,5 @@
 import FileFormats
+
 /// The durable part of one rule instance, for `--state-dir`: enough to restart without forgetting a
 /// pending `for` and without repeating or missing a transition.
 public struct InstanceSnapshot: Sendable, Hashable, Codable {

@@ -1,0 +1,160 @@
+import FileFormats
+
+extension Evaluator {
+
+    /// Moves one instance through its phases at `time`: transitions, schedules its timer, notes the change.
+    mutating func step(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
+        let core = ruleSet.cores[Int(instances[slot].rule)]
+        let phaseBefore = instances[slot].phase
+        let transitionBefore = instances[slot].lastTransitionAt
+        if let kind = Evaluator.decide(&instances[slot], core: core, at: time) {
+            transition(slot: slot, to: kind, at: time, into: &events)
+        }
+        Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
+        if effects.tracksChanges,
+            instances[slot].phase != phaseBefore || instances[slot].lastTransitionAt != transitionBefore
+        {
+            effects.changed.append(Int32(slot))
+        }
+    }
+
+    /// The transition an instance wants at `time`, if any; it enters or leaves `pending` on the way.
+    static func decide(_ instance: inout Instance, core: RuleCore, at time: Int64) -> TransitionKind? {
+        instance.deferredUntil = nil
+        let wantsFiring = instance.stale || instance.holds
+        switch instance.phase {
+        case .inactive:
+            guard wantsFiring else { return nil }
+            if instance.stale || core.forMilliseconds == 0 { return .fire }
+            let since = instance.holdsSince ?? time
+            instance.phase = .pending(since: since)
+            return time >= since + core.forMilliseconds ? .fire : nil
+        case .pending(let since):
+            guard wantsFiring else {
+                instance.phase = .inactive
+                return nil
+            }
+            return instance.stale || time >= since + core.forMilliseconds ? .fire : nil
+        case .firing:
+            return wantsFiring ? nil : .clear
+        }
+    }
+
+    static func earliestTransition(
+        _ instance: Instance,
+        core: RuleCore,
+        to kind: TransitionKind
+    ) -> (Int64, flapping: Bool) {
+        guard let last = instance.lastTransitionAt else { return (.min, false) }
+        var earliest = last + core.cooldownMilliseconds
+        switch kind {
+        case .fire: earliest = max(earliest, last + core.minOffMilliseconds)
+        case .clear: earliest = max(earliest, last + core.minOnMilliseconds)
+        }
+        if let limit = core.maxTransitions, instance.recentTransitions.count >= limit.count {
+            let windowOpens =
+                instance.recentTransitions[instance.recentTransitions.count - limit.count] + limit.windowMilliseconds
+            if windowOpens > earliest { return (windowOpens, true) }
+        }
+        return (earliest, false)
+    }
+
+    /// Makes the transition when cooldown, min_on/min_off and max_transitions allow it; defers it otherwise.
+    mutating func transition(
+        slot: Int,
+        to kind: TransitionKind,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) {
+        var instance = instances[slot]
+        defer { instances[slot] = instance }
+        let core = ruleSet.cores[Int(instance.rule)]
+        let (earliest, flapping) = Evaluator.earliestTransition(instance, core: core, to: kind)
+        guard time >= earliest else {
+            instance.deferredUntil = earliest
+            if flapping && !instance.flapping {
+                instance.flapping = true
+                let rule = ruleSet.rules[Int(instance.rule)]
+                events.append(
+                    .flapping(
+                        ruleID: rule.id,
+                        labels: labels(of: instance, rule: rule),
+                        timestamp: time,
+                        until: earliest
+                    )
+                )
+            }
+            return
+        }
+        let rule = ruleSet.rules[Int(instance.rule)]
+        instance.flapping = false
+        instance.lastTransitionAt = time
+        if let limit = rule.maxTransitions {
+            instance.recentTransitions.append(time)
+            if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
+        }
+        let reason = reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
+        lastReasons[Int32(slot)] = reason
+        instance.phase = kind == .fire ? .firing(since: time) : .inactive
+        if kind == .clear {
+            // Re-evaluate the last value against the fire threshold now that the instance is inactive.
+            if let value = instance.lastValue, !instance.stale {
+                instance.holds = Evaluator.holds(
+                    ruleSet.cores[Int(instance.rule)],
+                    rule: rule,
+                    value: value,
+                    firing: false
+                )
+                instance.holdsSince = instance.holds ? time : nil
+            }
+        }
+        let labels = labels(of: instance, rule: rule)
+        let record = TransitionRecord(
+            timestamp: time,
+            ruleID: rule.id,
+            transition: kind,
+            labels: labels,
+            severity: rule.severity,
+            reason: reason,
+            value: instance.lastValue,
+            readingTimestamp: instance.stale ? nil : instance.lastReadingAt
+        )
+        events.append(.transition(record))
+        for action in kind == .fire ? rule.onFire : rule.onClear {
+            events.append(
+                .action(
+                    FiredAction(
+                        decision: record,
+                        action: render(
+                            action,
+                            rule: rule,
+                            labels: labels,
+                            value: instance.lastValue,
+                            kind: kind,
+                            reason: reason,
+                            time: time
+                        )
+                    )
+                )
+            )
+        }
+    }
+
+    static func schedule(_ instance: inout Instance, slot: Int32, core: RuleCore, timers: inout TimerHeap) {
+        var due = instance.deferredUntil
+        if case .pending(let since) = instance.phase {
+            due = min(due ?? .max, since + core.forMilliseconds)
+        }
+        if let stale = core.staleMilliseconds, let last = instance.staleSince, !instance.stale {
+            due = min(due ?? .max, last + stale)
+        }
+        guard due != instance.timerDue else { return }
+        instance.timerDue = due
+        instance.timerGeneration &+= 1
+        if let due {
+            timers.push(
+                TimerHeap.Entry(due: due, rule: instance.rule, slot: slot, generation: instance.timerGeneration)
+            )
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import FileFormats
+
+extension Evaluator {
+
+    static func decode(_ payload: [UInt8]) -> JSONValue {
+        if let value = JSONValue(parsing: payload) { return value }
+        // Not JSON: a raw text payload (`open`, `ON`), usable by `equals` rules on strings.
+        return .string(String(decoding: payload, as: UTF8.self).trimmingWhitespace())
+    }
+
+    /// The field's value when it has the type the rule needs (`missingField`'s name is filled in by the caller).
+    static func check(_ found: JSONValue?, core: RuleCore) -> Result<JSONValue, ReadingProblem> {
+        guard let value = found else { return .failure(.missingField("")) }
+        switch core.valueType {
+        case .number:
+            guard case .number = value else { return .failure(.notANumber) }
+        case .string:
+            guard case .string = value else { return .failure(.typeMismatch) }
+        case .bool:
+            guard case .bool = value else { return .failure(.typeMismatch) }
+        case .any:
+            break
+        }
+        return .success(value)
+    }
+
+    /// Whether the condition holds: `equals` compares with the rule's value (kept in the full rule, not the
+    /// core); the thresholds are `RuleCore.holds`.
+    static func holds(_ core: RuleCore, rule: Rule, value: JSONValue, firing: Bool) -> Bool {
+        if case .equals(let expected) = rule.condition { return value == expected }
+        guard case .number(let number) = value else { return false }
+        return core.holds(number: number, firing: firing)
+    }
+
+    func labels(of instance: Instance, rule: Rule) -> [Label] {
+        zip(rule.topic.captureNames, instance.labels).map { Label(name: $0, value: $1) }
+    }
+
+    func reasonText(
+        _ instance: Instance,
+        problem lastProblem: ReadingProblem?,
+        rule: Rule,
+        kind: TransitionKind
+    ) -> String {
+        if instance.stale, let stale = rule.staleMilliseconds {
+            return kind == .fire ? "no reading for \(RuleDuration.format(stale)) (stale)" : "readings resumed"
+        }
+        if instance.lastReadingAt == nil
+            || (lastProblem != nil && rule.onUnknown != .keep
+                && kind == (rule.onUnknown == .fire ? .fire : .clear))
+        {
+            if let problem = lastProblem {
+                return "unusable reading: \(problem) (on_unknown: \(rule.onUnknown.rawValue))"
+            }
+        }
+        let valueText =
+            instance.lastValue.map { value -> String in
+                if case .number(let number) = value { return JSONValue.format(number) }
+                return value.jsonText
+            } ?? "no value"
+        let condition: String
+        switch rule.condition {
+        case .above(let threshold):
+            condition =
+                kind == .fire
+                ? "above \(JSONValue.format(threshold))" : "at or below \(JSONValue.format(rule.clear ?? threshold))"
+        case .below(let threshold):
+            condition =
+                kind == .fire
+                ? "below \(JSONValue.format(threshold))" : "at or above \(JSONValue.format(rule.clear ?? threshold))"
+        case .between(let low, let high):
+            condition = "\(kind == .fire ? "" : "not ")between \(JSONValue.format(low)) and \(JSONValue.format(high))"
+        case .outside(let low, let high):
+            condition = "\(kind == .fire ? "" : "not ")outside \(JSONValue.format(low))..\(JSONValue.format(high))"
+        case .equals(let expected):
+            condition = "\(kind == .fire ? "equals" : "no longer equals") \(expected.jsonText)"
+        }
+        let duration =
+            kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
+        return "value \(valueText) \(condition)\(duration)"
+    }
+
+    func render(
+        _ action: Action,
+        rule: Rule,
+        labels: [Label],
+        value: JSONValue?,
+        kind: TransitionKind,
+        reason: String,
+        time: Int64
+    ) -> RenderedAction {
+        let threshold: JSONValue
+        switch rule.condition {
+        case .above(let number), .below(let number): threshold = .number(number)
+        default: threshold = .string(rule.thresholdText)
+        }
+        let lookup: (String) -> JSONValue? = { name in
+            switch name {
+            case "value": return value ?? .null
+            case "rule": return .string(rule.id)
+            case "threshold": return threshold
+            case "severity": return .string(rule.severity.rawValue)
+            case "transition": return .string(kind.rawValue)
+            default: return labels.first { $0.name == name }.map { .string($0.value) }
+            }
+        }
+        let textLookup: (String) -> String? = { name in
+            guard let value = lookup(name) else { return nil }
+            if case .string(let text) = value { return text }
+            return value.jsonText
+        }
+        switch action.handler {
+        case .publish(let topic, let payloadTemplate, let qos, let retain):
+            var payload = payloadTemplate?.render(lookup) ?? .object([])
+            if case .object = payload {
+                for (key, added) in [
+                    ("rule", JSONValue.string(rule.id)), ("reason", .string(reason)), ("value", value ?? .null),
+                    ("ts", .number(Double(time))),
+                ] where payload[key] == nil {
+                    payload = payload.setting(key, to: added)
+                }
+            }
+            return .publish(topic: topic.render(textLookup), payload: payload, qos: qos, retain: retain)
+        case .log(let message):
+            return .log(message: message.render(textLookup))
+        case .command(let arguments, let timeout):
+            return .command(arguments: arguments.map { $0.render(textLookup) }, timeoutMilliseconds: timeout)
+        }
+    }
+}
