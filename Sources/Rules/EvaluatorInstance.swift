@@ -1,8 +1,8 @@
 import FileFormats
 import HeapModule
-/// The evaluator's per-instance state and the routes that take a reading to its instances, laid out for
-/// size and for the hot path (100,000 instances are common).
 
+// The evaluator's per-instance state and the routes that take a reading to its instances, laid out for
+// size and for the hot path (100,000 instances are common).
 extension Evaluator {
     struct Instance: Sendable {
         enum Phase: Sendable, Hashable {
