@@ -191,19 +191,18 @@ final class EngineCore: Sendable {
         return (old, filters)
     }
 
-    /// Folds the state journal into snapshots when it grew long (under the lock: no record is appended
-    /// between taking the snapshot and emptying the journal).
+    /// Folds the state journal into snapshots when it grew long. Under the lock only the journal is
+    /// rotated and the state taken (so no record falls between them); encoding, writing and fsync happen
+    /// after, so a compaction does not stall libmosquitto's thread.
     func compactStateIfNeeded() {
         guard let store, store.needsCompaction else { return }
-        locked.withLock { locked in
-            do {
-                try store.compact(
-                    instances: locked.evaluator.snapshotAll(),
-                    sequences: locked.evaluator.lastSequences
-                )
-            } catch {
-                logger.error("cannot write the state snapshot", metadata: ["error": "\(error)"])
+        do {
+            let (through, instances, sequences) = try locked.withLock { locked in
+                (try store.rotateJournal(), locked.evaluator.snapshotAll(), locked.evaluator.lastSequences)
             }
+            try store.writeSnapshots(instances: instances, sequences: sequences, through: through)
+        } catch {
+            logger.error("cannot write the state snapshot", metadata: ["error": "\(error)"])
         }
     }
 

@@ -4,8 +4,14 @@ import Rules
 import Synchronization
 
 /// Keeps the engine's state in a directory across restarts: `instances.json` and `sequences.json`
-/// (snapshots, replaced atomically by rename) plus `journal.jsonl`, one line per evaluated reading or
-/// timer that changed something, appended before the reading is acknowledged to the broker.
+/// (snapshots, replaced atomically by rename) plus journals `journal-N.jsonl`, one line per evaluated
+/// reading or timer that changed something, appended before the reading is acknowledged to the broker.
+///
+/// A compaction rotates the journal (new lines go to generation N+1) while the engine holds its lock,
+/// then writes the snapshots and deletes journals up to N outside it. Loading reads the snapshots, then
+/// every journal left, oldest first: a journal the snapshot already includes changes nothing when read
+/// again (for each instance its last line is the state the snapshot has), so a crash at any point of a
+/// compaction loads back the same state. `journal.jsonl` (earlier versions) is read before the others.
 ///
 /// A journal line is one `write`: the instances the reading changed, its topic's `seq`, and the audit
 /// lines it produced. A `kill -9` therefore leaves either all of it or none of it (a torn last line
@@ -46,9 +52,10 @@ public final class InstanceStateStore: Sendable {
     }
 
     let directory: String
-    /// The open journal and how much it holds since the last compaction.
+    /// The open journal, its generation, and how much it holds since the last compaction.
     private struct Journal {
         var handle: FileHandle?
+        var generation = 1
         var instanceLines = 0
         var bytes = 0
     }
@@ -63,11 +70,25 @@ public final class InstanceStateStore: Sendable {
         self.compactAfterLines = compactAfterLines
         self.compactAfterBytes = compactAfterBytes
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let newest = Self.journalGenerations(in: directory).last ?? 1
+        journal.withLock { $0.generation = newest }
     }
 
     var snapshotPath: String { directory + "/instances.json" }
     var sequencesPath: String { directory + "/sequences.json" }
-    var journalPath: String { directory + "/journal.jsonl" }
+    /// Written by earlier versions; read before the numbered journals.
+    var legacyJournalPath: String { directory + "/journal.jsonl" }
+
+    func journalPath(_ generation: Int) -> String { directory + "/journal-\(generation).jsonl" }
+
+    /// The generations of the journals in `directory`, oldest first.
+    static func journalGenerations(in directory: String) -> [Int] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.compactMap { name -> Int? in
+            guard name.hasPrefix("journal-"), name.hasSuffix(".jsonl") else { return nil }
+            return Int(name.dropFirst("journal-".count).dropLast(".jsonl".count))
+        }.sorted()
+    }
 
     /// Reads the snapshots, then the journal over them.
     public func load() throws -> SavedState {
@@ -80,7 +101,9 @@ public final class InstanceStateStore: Sendable {
         if let data = FileManager.default.contents(atPath: sequencesPath) {
             state.sequences = try decoder.decode([String: Int64].self, from: data)
         }
-        if let data = FileManager.default.contents(atPath: journalPath) {
+        let journals = [legacyJournalPath] + Self.journalGenerations(in: directory).map(journalPath)
+        for path in journals {
+            guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { continue }
             var lines = data.split(separator: UInt8(ascii: "\n"))
             if data.last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }  // torn by a kill
             for line in lines {
@@ -122,10 +145,11 @@ public final class InstanceStateStore: Sendable {
         let data = Data(line.utf8)
         try journal.withLock { journal in
             if journal.handle == nil {
-                if !FileManager.default.fileExists(atPath: journalPath) {
-                    _ = FileManager.default.createFile(atPath: journalPath, contents: nil)
+                let path = journalPath(journal.generation)
+                if !FileManager.default.fileExists(atPath: path) {
+                    _ = FileManager.default.createFile(atPath: path, contents: nil)
                 }
-                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: journalPath))
+                let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
                 try handle.seekToEnd()
                 journal.handle = handle
             }
@@ -140,21 +164,35 @@ public final class InstanceStateStore: Sendable {
         journal.withLock { $0.instanceLines >= compactAfterLines || $0.bytes >= compactAfterBytes }
     }
 
-    /// Writes `instances` and `sequences` as the new snapshots (temporary file, fsync, rename) and
-    /// empties the journal. Call it where no `append` can run at the same time.
-    public func compact(instances: [InstanceSnapshot], sequences: [String: Int64]) throws {
-        let encoder = JSONEncoder()
-        let instanceData = try encoder.encode(instances)
-        let sequenceData = try encoder.encode(sequences)
+    /// The first half of a compaction, quick: from now on records go to a new journal. Call it where no
+    /// `append` runs at the same time, together with taking the state that the snapshots will hold;
+    /// returns the last generation that state includes.
+    public func rotateJournal() throws -> Int {
         try journal.withLock { journal in
-            try Self.replace(snapshotPath, with: instanceData)
-            try Self.replace(sequencesPath, with: sequenceData)
             try journal.handle?.close()
-            journal = Journal()
-            if FileManager.default.fileExists(atPath: journalPath) {
-                try FileManager.default.removeItem(atPath: journalPath)
-            }
+            let through = journal.generation
+            journal = Journal(generation: through + 1)
+            return through
         }
+    }
+
+    /// The second half, slow (encoding, fsync), anywhere: writes `instances` and `sequences` — the state
+    /// as of `rotateJournal()` — as the new snapshots (temporary file, fsync, rename), then deletes the
+    /// journals they include.
+    public func writeSnapshots(instances: [InstanceSnapshot], sequences: [String: Int64], through: Int) throws {
+        let encoder = JSONEncoder()
+        try Self.replace(snapshotPath, with: try encoder.encode(instances))
+        try Self.replace(sequencesPath, with: try encoder.encode(sequences))
+        for path in [legacyJournalPath]
+            + Self.journalGenerations(in: directory).filter({ $0 <= through }).map(journalPath)
+        where FileManager.default.fileExists(atPath: path) {
+            try FileManager.default.removeItem(atPath: path)
+        }
+    }
+
+    /// Both halves at once (where no `append` runs meanwhile).
+    public func compact(instances: [InstanceSnapshot], sequences: [String: Int64]) throws {
+        try writeSnapshots(instances: instances, sequences: sequences, through: try rotateJournal())
     }
 
     private static func replace(_ path: String, with data: Data) throws {

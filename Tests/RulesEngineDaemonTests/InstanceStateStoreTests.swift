@@ -66,3 +66,52 @@ import Testing
         )
     }
 }
+
+/// A compaction writes its snapshots outside the engine's lock, after rotating the journal: a crash at any
+/// point of it loads back the same state.
+@Suite struct InstanceStateStoreCompactionTests {
+    @Test func aCompactionInterruptedAtAnyPointLoadsTheSameState() throws {
+        for interruption in ["after rotating", "after writing the snapshots", "never"] {
+            let directory = try TestBroker.makeDirectory()
+            let store = try InstanceStateStore(directory: directory)
+            try store.append(.init(instances: [try InstanceStateStoreTests.snapshot(["a"], phase: "pending")]))
+            try store.append(.init(instances: [try InstanceStateStoreTests.snapshot(["a"], phase: "firing")]))
+            try store.append(.init(instances: [try InstanceStateStoreTests.snapshot(["b"], phase: "firing")]))
+            try store.append(.init(sequence: ("sensors/a", 9)))
+            let before = try store.load()
+            // The state the snapshots hold is taken with the rotation, as the engine does under its lock.
+            let through = try store.rotateJournal()
+            try store.append(.init(instances: [try InstanceStateStoreTests.snapshot(["b"], phase: "inactive")]))
+            if interruption != "after rotating" {
+                // A crash after the snapshots were renamed but before the old journal was deleted is the
+                // same as a snapshot written and its journal read again.
+                try store.writeSnapshots(instances: before.instances, sequences: before.sequences, through: through)
+                if interruption == "after writing the snapshots" {
+                    try
+                        "{\"instances\":[\(String(decoding: try JSONEncoder().encode(try InstanceStateStoreTests.snapshot(["a"], phase: "firing")), as: UTF8.self))]}\n"
+                        .write(toFile: directory + "/journal-\(through).jsonl", atomically: true, encoding: .utf8)
+                }
+            }
+            let after = try InstanceStateStore(directory: directory).load()
+            let phases = Dictionary(uniqueKeysWithValues: after.instances.map { ($0.labels, $0.phase) })
+            #expect(phases == [["a"]: .firing, ["b"]: .inactive], "\(interruption)")
+            #expect(after.sequences == ["sensors/a": 9], "\(interruption)")
+        }
+    }
+
+    @Test func aJournalOfAnEarlierVersionStillLoadsAndIsFoldedIn() throws {
+        let directory = try TestBroker.makeDirectory()
+        try #"{"topic":"sensors/x","seq":41}"#.appending("\n").write(
+            toFile: directory + "/journal.jsonl",
+            atomically: true,
+            encoding: .utf8
+        )
+        let store = try InstanceStateStore(directory: directory)
+        try store.append(.init(sequence: ("sensors/y", 3)))
+        let saved = try store.load()
+        #expect(saved.sequences == ["sensors/x": 41, "sensors/y": 3])
+        try store.compact(instances: saved.instances, sequences: saved.sequences)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/journal.jsonl"))
+        #expect(try InstanceStateStore(directory: directory).load().sequences == ["sensors/x": 41, "sensors/y": 3])
+    }
+}
