@@ -96,37 +96,6 @@ struct EngineCoreTests {
         #expect(firstDifference == nil, "delivered out of order at command \(firstDifference?.offset ?? -1)")
     }
 
-    /// State names compare without case everywhere (Home Assistant says `ON`, device files `on`): an actuator
-    /// that reports `ON` for a wanted `on` is not sent the command again.
-    @Test(arguments: [("ON", false), ("On", false), ("on", false), ("off", true), ("OFF", true)])
-    func desiredStateComparesStateNamesWithoutCase(reported: String, resent: Bool) throws {
-        let ruleSet = try RuleLoader.load([
-            RuleSource(
-                path: "rules.yaml",
-                text: """
-                    rules:
-                      - id: r
-                        topic: "sensors/{device}/temperature"
-                        above: 50
-                        on_fire:
-                          - publish: {topic: "actuators/{device}/x/set", payload: {state: "on"}}
-                    """
-            )
-        ])
-        let fired = try #require(
-            Replay.run(ruleSet, readings: [Reading(topic: "sensors/d/temperature", payload: "60", timestamp: 0)])
-                .actions.first
-        )
-        let tracker = DesiredStateTracker(retryIntervalMilliseconds: 1000)
-        tracker.record(fired, at: 0)
-        let again = tracker.observe(
-            stateTopic: "actuators/d/x/state",
-            payload: Array("{\"state\": \"\(reported)\"}".utf8),
-            at: 5000
-        )
-        #expect((again != nil) == resent)
-    }
-
     /// A full disk under `--audit` is counted and logged, not ignored; evaluation goes on.
     @Test func anAuditWriteThatFailsIsCounted() throws {
         let ruleSet = try RuleLoader.load([
