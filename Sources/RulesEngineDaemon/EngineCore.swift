@@ -242,13 +242,13 @@ final class EngineCore: Sendable {
             for event in events {
                 switch event {
                 case .transition(let record):
-                    auditLines.append(AuditTrail.line(for: record, in: locked.evaluator.ruleSet))
+                    auditLines.append(AuditLine.line(for: record, in: locked.evaluator.ruleSet))
                 case .action(let action):
-                    auditLines.append(AuditTrail.line(for: action, in: locked.evaluator.ruleSet))
+                    auditLines.append(AuditLine.line(for: action, in: locked.evaluator.ruleSet))
                 default: break
                 }
             }
-            for action in resends { auditLines.append(AuditTrail.line(for: action, in: locked.evaluator.ruleSet)) }
+            for action in resends { auditLines.append(AuditLine.line(for: action, in: locked.evaluator.ruleSet)) }
         }
         if let store {
             var record = InstanceStateStore.Record(
