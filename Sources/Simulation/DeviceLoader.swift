@@ -257,8 +257,11 @@ public enum DeviceLoader {
         let states =
             entries["states"].flatMap { reader.sequence($0.value, what: "'states'") }?
             .compactMap { reader.string($0, what: "a state") } ?? ["off", "on"]
-        let initial = entries["initial"].flatMap { reader.string($0.value, what: "'initial'") } ?? states.first ?? "off"
-        if !states.contains(initial), let entry = entries["initial"] {
+        var initial = entries["initial"].flatMap { reader.string($0.value, what: "'initial'") } ?? states.first ?? "off"
+        // State names compare without case, as everywhere; the declared spelling is kept.
+        if let declared = states.first(where: { ActuatorState.same($0, initial) }) {
+            initial = declared
+        } else if let entry = entries["initial"] {
             reader.error(entry.value, "initial state '\(initial)' is not one of \(states)")
         }
         let effects =
@@ -298,9 +301,13 @@ public enum DeviceLoader {
                         "effect on sensor '\(sensorName)', which this device does not have (it has \(sensors.map(\.name)))"
                     )
                 }
-                let state = effect["when"].flatMap { reader.string($0.value, what: "effect 'when'") } ?? "on"
-                if let states, !states.contains(state), let whenEntry = effect["when"] {
-                    reader.error(whenEntry.value, "effect state '\(state)' is not one of \(states)")
+                var state = effect["when"].flatMap { reader.string($0.value, what: "effect 'when'") } ?? "on"
+                if let states {
+                    if let declared = states.first(where: { ActuatorState.same($0, state) }) {
+                        state = declared
+                    } else if let whenEntry = effect["when"] {
+                        reader.error(whenEntry.value, "effect state '\(state)' is not one of \(states)")
+                    }
                 }
                 effects.append(
                     Actuator.Effect(

@@ -256,3 +256,27 @@ struct DeviceLoaderTests {
         }
     }
 }
+
+/// State names compare without case in device files too (one rule everywhere): `initial: ON` and
+/// `when: OPEN` name the declared states, in their declared spelling.
+@Suite("Device files: state names")
+struct DeviceStateNameTests {
+    @Test func initialAndWhenMatchTheDeclaredStatesWithoutCase() throws {
+        let devices = try devices(
+            """
+            devices:
+              - id: d
+                sensors:
+                  - {name: t, interval: 1s, signal: {model: constant, value: 20}}
+                actuators:
+                  - name: vent
+                    states: [closed, open]
+                    initial: OPEN
+                    effects: [{sensor: t, when: Open, rate: -0.1}]
+            """
+        )
+        let vent = try #require(devices.first?.actuators.first)
+        #expect(vent.initialState == "open")
+        #expect(vent.effects.first?.state == "open")
+    }
+}
