@@ -19,6 +19,11 @@ public struct YAMLReader {
         diagnostics.append(Diagnostic(location(node), message))
     }
 
+    /// A problem found after the node was read, at the position recorded then.
+    public mutating func error(at location: SourceLocation, _ message: String) {
+        diagnostics.append(Diagnostic(location, message))
+    }
+
     /// Parses the document; a syntax error becomes a diagnostic and nil.
     public mutating func compose(_ text: String) -> Node? {
         do {

@@ -24,6 +24,15 @@ public enum AuditLine {
                 } ?? .null
             ),
         ]
+        if !transition.conditions.isEmpty {
+            // A combined rule's leaves (a group's members) that decided it, each with its reading.
+            pairs.append(
+                (
+                    transition.conditions[0].isMember ? "members" : "conditions",
+                    .array(transition.conditions.map(\.json))
+                )
+            )
+        }
         return JSONValue.object(pairs).jsonText
     }
 

@@ -79,6 +79,8 @@ public struct TransitionRecord: Hashable, Sendable {
     public var value: JSONValue?
     /// When the reading that decided it arrived (nil when no reading did, as for `stale`).
     public var readingTimestamp: Int64?
+    /// A combined rule's leaves or a group's members as they stood (empty for a single condition).
+    public var conditions: [ConditionReport] = []
 }
 
 /// Why a reading could not be used by a rule.

@@ -93,18 +93,17 @@ extension Evaluator {
             instance.recentTransitions.append(time)
             if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
         }
-        let reason = reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
+        let conditions = conditionReports(ofInstance: slot, at: time)
+        let reason =
+            core.isSingleCondition
+            ? reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
+            : combinedReason(rule: rule, conditions: conditions, kind: kind, time: time)
         lastReasons[Int32(slot)] = reason
         instance.phase = kind == .fire ? .firing(since: time) : .inactive
-        if kind == .clear {
+        if kind == .clear, core.isSingleCondition {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
             if let value = instance.lastValue, !instance.stale {
-                instance.holds = Evaluator.holds(
-                    ruleSet.cores[Int(instance.rule)],
-                    rule: rule,
-                    value: value,
-                    firing: false
-                )
+                instance.holds = core.condition.holds(value, latched: false)
                 instance.holdsSince = instance.holds ? time : nil
             }
         }
@@ -117,7 +116,8 @@ extension Evaluator {
             severity: rule.severity,
             reason: reason,
             value: instance.lastValue,
-            readingTimestamp: instance.stale ? nil : instance.lastReadingAt
+            readingTimestamp: instance.stale ? nil : instance.lastReadingAt,
+            conditions: conditions
         )
         events.append(.transition(record))
         for action in kind == .fire ? rule.onFire : rule.onClear {
@@ -132,7 +132,8 @@ extension Evaluator {
                             value: instance.lastValue,
                             kind: kind,
                             reason: reason,
-                            time: time
+                            time: time,
+                            conditions: conditions
                         )
                     )
                 )
@@ -145,7 +146,9 @@ extension Evaluator {
         if case .pending(let since) = instance.phase {
             due = min(due ?? .max, since + core.forMilliseconds)
         }
-        if let stale = core.staleMilliseconds, let last = instance.staleSince, !instance.stale {
+        if !core.isSingleCondition {
+            if let deadline = instance.conditionDeadline { due = min(due ?? .max, deadline) }
+        } else if let stale = core.staleMilliseconds, let last = instance.staleSince, !instance.stale {
             due = min(due ?? .max, last + stale)
         }
         guard due != instance.timerDue else { return }

@@ -10,6 +10,11 @@ extension Evaluator {
 
     /// The field's value when it has the type the rule needs (`missingField`'s name is filled in by the caller).
     static func check(_ found: JSONValue?, core: RuleCore) -> Result<JSONValue, ReadingProblem> {
+        check(found, core: core.condition)
+    }
+
+    /// The field's value when it has the type the condition needs.
+    static func check(_ found: JSONValue?, core: ConditionCore) -> Result<JSONValue, ReadingProblem> {
         guard let value = found else { return .failure(.missingField("")) }
         switch core.valueType {
         case .number:
@@ -24,16 +29,8 @@ extension Evaluator {
         return .success(value)
     }
 
-    /// Whether the condition holds: `equals` compares with the rule's value (kept in the full rule, not the
-    /// core); the thresholds are `RuleCore.holds`.
-    static func holds(_ core: RuleCore, rule: Rule, value: JSONValue, firing: Bool) -> Bool {
-        if case .equals(let expected) = rule.condition { return value == expected }
-        guard case .number(let number) = value else { return false }
-        return core.holds(number: number, firing: firing)
-    }
-
     func labels(of instance: Instance, rule: Rule) -> [Label] {
-        zip(rule.topic.captureNames, instance.labels).map { Label(name: $0, value: $1) }
+        zip(rule.captureNames, instance.labels).map { Label(name: $0, value: $1) }
     }
 
     func reasonText(
@@ -58,26 +55,55 @@ extension Evaluator {
                 if case .number(let number) = value { return JSONValue.format(number) }
                 return value.jsonText
             } ?? "no value"
-        let condition: String
-        switch rule.condition {
-        case .above(let threshold):
-            condition =
-                kind == .fire
-                ? "above \(JSONValue.format(threshold))" : "at or below \(JSONValue.format(rule.clear ?? threshold))"
-        case .below(let threshold):
-            condition =
-                kind == .fire
-                ? "below \(JSONValue.format(threshold))" : "at or above \(JSONValue.format(rule.clear ?? threshold))"
-        case .between(let low, let high):
-            condition = "\(kind == .fire ? "" : "not ")between \(JSONValue.format(low)) and \(JSONValue.format(high))"
-        case .outside(let low, let high):
-            condition = "\(kind == .fire ? "" : "not ")outside \(JSONValue.format(low))..\(JSONValue.format(high))"
-        case .equals(let expected):
-            condition = "\(kind == .fire ? "equals" : "no longer equals") \(expected.jsonText)"
-        }
+        let condition = Evaluator.conditionText(rule.leaves[0], kind: kind)
         let duration =
             kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
         return "value \(valueText) \(condition)\(duration)"
+    }
+
+    /// Why a combined or grouped instance fired or cleared: the combination (or vote) and each condition.
+    func combinedReason(rule: Rule, conditions: [ConditionReport], kind: TransitionKind, time: Int64) -> String {
+        let duration =
+            kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
+        let unknownNote =
+            conditions.contains { $0.truth == .unknown } && rule.onUnknown != .keep
+            ? " (on_unknown: \(rule.onUnknown.rawValue))" : ""
+        if let grouping = rule.grouping {
+            let holding = conditions.count { $0.truth == .true }
+            let unknown = conditions.count { $0.truth == .unknown }
+            let condition = "\(Evaluator.conditionText(rule.leaves[0], kind: .fire))"
+            let unknownText = unknown > 0 ? ", \(unknown) unknown" : ""
+            return "\(holding) of \(conditions.count) \(condition)\(unknownText) (match: \(grouping.match))"
+                + "\(duration)\(unknownNote)"
+        }
+        let head: String
+        switch rule.combination {
+        case .all?: head = "all"
+        case .any?: head = "any"
+        case .not?: head = "not"
+        default: head = "condition"
+        }
+        let verb = kind == .fire ? "holds" : "no longer holds"
+        let parts = conditions.map(\.summary).joined(separator: ", ")
+        return "\(head) \(verb)\(duration): \(parts)\(unknownNote)"
+    }
+
+    /// A leaf's condition in words (`above 80`, `equals "open"`).
+    static func conditionText(_ leaf: Rule.Leaf, kind: TransitionKind) -> String {
+        switch leaf.condition {
+        case .above(let threshold):
+            kind == .fire
+                ? "above \(JSONValue.format(threshold))" : "at or below \(JSONValue.format(leaf.clear ?? threshold))"
+        case .below(let threshold):
+            kind == .fire
+                ? "below \(JSONValue.format(threshold))" : "at or above \(JSONValue.format(leaf.clear ?? threshold))"
+        case .between(let low, let high):
+            "\(kind == .fire ? "" : "not ")between \(JSONValue.format(low)) and \(JSONValue.format(high))"
+        case .outside(let low, let high):
+            "\(kind == .fire ? "" : "not ")outside \(JSONValue.format(low))..\(JSONValue.format(high))"
+        case .equals(let expected):
+            "\(kind == .fire ? "equals" : "no longer equals") \(expected.jsonText)"
+        }
     }
 
     func render(
@@ -87,7 +113,8 @@ extension Evaluator {
         value: JSONValue?,
         kind: TransitionKind,
         reason: String,
-        time: Int64
+        time: Int64,
+        conditions: [ConditionReport] = []
     ) -> RenderedAction {
         let threshold: JSONValue
         switch rule.condition {
@@ -101,7 +128,11 @@ extension Evaluator {
             case "threshold": return threshold
             case "severity": return .string(rule.severity.rawValue)
             case "transition": return .string(kind.rawValue)
-            default: return labels.first { $0.name == name }.map { .string($0.value) }
+            case "count" where rule.grouping != nil:
+                return .number(Double(conditions.count { $0.truth == .true }))
+            default:
+                if let label = labels.first(where: { $0.name == name }) { return .string(label.value) }
+                return conditions.first { $0.name == name }.map { $0.value ?? .null }
             }
         }
         let textLookup: (String) -> String? = { name in

@@ -18,6 +18,13 @@ public struct Evaluator: Sendable {
     var lastProblems: [Int32: ReadingProblem] = [:]
     /// The reason of each instance's last transition, by slot (for `instanceReports`).
     var lastReasons: [Int32: String] = [:]
+    /// The states of combined rules' leaves and groups' members, addressed by slot like instances.
+    var conditions: ContiguousArray<ConditionState> = []
+    var conditionSlots: [ConditionKey: Int32] = [:]
+    /// The last unusable reading's problem per condition slot.
+    var conditionProblems: [Int32: ReadingProblem] = [:]
+    /// Condition slots the current reading updated, whose instances are stepped once it is applied.
+    var evaluatedConditions: [Int32] = []
     /// Readings that reached at least one rule instance (not duplicates, not on unmatched topics).
     public private(set) var evaluatedReadingCount = 0
     /// The `seq` of the reading `process` just evaluated, nil when it had none or was dropped
@@ -80,8 +87,21 @@ public struct Evaluator: Sendable {
             lastAcceptedSequence = sequence
         }
         evaluatedReadingCount &+= 1
-        for target in resolution.targets {
-            evaluate(topic: reading.topic, target: target, at: time, into: &events)
+        for (position, target) in resolution.targets.enumerated() {
+            guard target.leaf >= 0 else {
+                evaluate(topic: reading.topic, target: target, at: time, into: &events)
+                continue
+            }
+            if target.slot >= 0 {
+                evaluateCondition(topic: reading.topic, target: target, at: time, into: &events)
+            } else {
+                reportUnsafeCapture(topic: reading.topic, target: target, at: time, into: &events)
+            }
+            // A rule's leaves on this topic are all applied before its instances move.
+            let next = position + 1
+            if next == resolution.targets.count || resolution.targets[next].rule != target.rule {
+                stepDependents(at: time, into: &events)
+            }
         }
     }
 
@@ -91,6 +111,10 @@ public struct Evaluator: Sendable {
             let slot = Int(entry.slot)
             guard instances[slot].timerGeneration == entry.generation else { continue }
             now = max(now, entry.due)
+            guard ruleSet.cores[Int(entry.rule)].isSingleCondition else {
+                recombine(slot: slot, at: entry.due, into: &events)
+                continue
+            }
             if let stale = ruleSet.cores[Int(entry.rule)].staleMilliseconds, let last = instances[slot].staleSince,
                 entry.due >= last + stale
             {
@@ -114,12 +138,15 @@ public struct Evaluator: Sendable {
         var fields: [Int] = []
         var keyRanges = [RuleSet.sequenceKeyRange]
         var previousCapture: [String] = []
-        for ruleIndex in matchBuffer {
-            let pattern = ruleSet.rules[ruleIndex].topic
+        for inputIndex in matchBuffer {
+            let input = ruleSet.inputs[inputIndex]
+            let ruleIndex = Int(input.rule)
+            let rule = ruleSet.rules[ruleIndex]
+            let pattern = rule.leaves[Int(input.leaf)].topic
             guard var captured = pattern.captures(in: levels) else { continue }
             // Rules on the same topic capture the same values: share one array among their instances.
             if captured == previousCapture { captured = previousCapture } else { previousCapture = captured }
-            let fieldIndex = ruleSet.cores[ruleIndex].fieldIndex
+            let fieldIndex = ruleSet.conditionCores[ruleIndex][Int(input.leaf)].fieldIndex
             let position =
                 fields.firstIndex(of: fieldIndex)
                 ?? {
@@ -127,9 +154,16 @@ public struct Evaluator: Sendable {
                     if let range = ruleSet.keyRanges[fieldIndex] { keyRanges.append(range) }
                     return fields.count - 1
                 }()
-            let slot =
-                captured.allSatisfy(TopicPattern.isSafeCaptureValue) ? self.slot(rule: ruleIndex, labels: captured) : -1
-            targets.append(RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position)))
+            let safe = captured.allSatisfy(TopicPattern.isSafeCaptureValue)
+            if rule.isSingleCondition {
+                let slot = safe ? self.slot(rule: ruleIndex, labels: captured) : -1
+                targets.append(RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position), leaf: -1))
+            } else {
+                let slot = safe ? resolveCondition(rule: ruleIndex, leaf: Int(input.leaf), captured: captured) : -1
+                targets.append(
+                    RouteTarget(rule: Int32(ruleIndex), slot: slot, field: Int32(position), leaf: input.leaf)
+                )
+            }
         }
         return Resolution(
             targets: targets,
@@ -193,20 +227,7 @@ public struct Evaluator: Sendable {
     ) {
         let ruleIndex = Int(target.rule)
         guard target.slot >= 0 else {
-            let rule = ruleSet.rules[ruleIndex]
-            let captured = rule.topic.captures(in: Evaluator.levels(of: topic)) ?? []
-            if let unsafe = zip(rule.topic.captureNames, captured).first(where: {
-                !TopicPattern.isSafeCaptureValue($1)
-            }) {
-                events.append(
-                    .unusable(
-                        ruleID: rule.id,
-                        topic: topic,
-                        problem: .unsafeCapture(name: unsafe.0, value: unsafe.1),
-                        timestamp: time
-                    )
-                )
-            }
+            reportUnsafeCapture(topic: topic, target: target, at: time, into: &events)
             return
         }
         let slot = Int(target.slot)
@@ -222,12 +243,7 @@ public struct Evaluator: Sendable {
         }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            let holds = Evaluator.holds(
-                core,
-                rule: ruleSet.rules[ruleIndex],
-                value: value,
-                firing: instances[slot].phase.isFiring
-            )
+            let holds = core.condition.holds(value, latched: instances[slot].phase.isFiring)
             instances[slot].observe(value, holds: holds, at: time)
         case .failure(var problem):
             if case .missingField = problem {
@@ -240,6 +256,23 @@ public struct Evaluator: Sendable {
             lastProblems[target.slot] = problem
         }
         step(slot: slot, at: time, into: &events)
+    }
+
+    /// Reports a reading whose captured topic level is unsafe (it never reaches a topic).
+    func reportUnsafeCapture(topic: String, target: RouteTarget, at time: Int64, into events: inout [EvaluationEvent]) {
+        let rule = ruleSet.rules[Int(target.rule)]
+        let pattern = rule.leaves[Int(max(target.leaf, 0))].topic
+        let captured = pattern.captures(in: Evaluator.levels(of: topic)) ?? []
+        if let unsafe = zip(pattern.captureNames, captured).first(where: { !TopicPattern.isSafeCaptureValue($1) }) {
+            events.append(
+                .unusable(
+                    ruleID: rule.id,
+                    topic: topic,
+                    problem: .unsafeCapture(name: unsafe.0, value: unsafe.1),
+                    timestamp: time
+                )
+            )
+        }
     }
 
     /// An object payload's `seq`, when it is an integral number.

@@ -18,25 +18,30 @@ extension Evaluator {
 
         // Laid out for size (100,000 instances are common): small fields first, times as Int64 with
         // `Int64.min` for "none" behind optional-typed accessors, the rare last problem in a side table.
+        // A field starts right after the previous one's size, so the small ones fill the tail of `phase` and
+        // `lastValue` (120 bytes in declaration order by kind, 112 in this order).
 
-        /// Index of the rule in the rule set.
-        var rule: Int32
-        var timerGeneration: UInt32 = 0
-        var phase = Phase.inactive
-        /// Whether the condition holds, from the last usable reading (or the unknown policy).
-        var holds = false
-        var stale = false
-        var flapping = false
         var storedHoldsSince = Int64.min
         var storedLastReadingAt = Int64.min
         var storedStaleSince = Int64.min
         var storedLastTransitionAt = Int64.min
         var storedDeferredUntil = Int64.min
         var storedTimerDue = Int64.min
+        var phase = Phase.inactive
+        /// Whether the condition holds, from the last usable reading (or the unknown policy).
+        var holds = false
+        var stale = false
+        var flapping = false
+        /// Index of the rule in the rule set.
+        var rule: Int32
         var lastValue: JSONValue?
+        var timerGeneration: UInt32 = 0
         /// The captured values, in the rule's `captureNames` order.
         var labels: [String]
         var recentTransitions: [Int64] = []
+        /// A combined rule's: the state slot of each leaf, in leaf order; a group's: its members' (empty for a
+        /// single condition).
+        var inputs: [Int32] = []
 
         var holdsSince: Int64? {
             get { Instance.optional(storedHoldsSince) }
@@ -49,6 +54,12 @@ extension Evaluator {
         /// What `stale` counts from: the last usable reading; before any, the instance's first reading
         /// (a sensor that only ever sent garbage is as broken as a silent one); after a restart, the restart.
         var staleSince: Int64? {
+            get { Instance.optional(storedStaleSince) }
+            set { storedStaleSince = newValue ?? .min }
+        }
+        /// A combined or grouped rule's instance: when one of its conditions goes stale next (it has no
+        /// `stale` of its own, so this shares the storage).
+        var conditionDeadline: Int64? {
             get { Instance.optional(storedStaleSince) }
             set { storedStaleSince = newValue ?? .min }
         }
@@ -124,12 +135,15 @@ extension Evaluator {
         }
     }
 
-    /// One rule instance a topic feeds; `slot` is -1 when a captured value is unsafe (reported per reading).
+    /// One rule instance a topic feeds, or for a combined or grouped rule one condition state (`leaf` ≥ 0);
+    /// `slot` is -1 when a captured value is unsafe (reported per reading).
     struct RouteTarget: Sendable {
         var rule: Int32
         var slot: Int32
         /// Position of the rule's field in the route's `fields`.
         var field: Int32
+        /// The leaf of a combined or grouped rule whose state `slot` is; -1 for a single condition.
+        var leaf: Int32
     }
 
     /// What the state machine changes besides the instance itself.

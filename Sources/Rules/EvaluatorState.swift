@@ -22,12 +22,29 @@ public struct InstanceSnapshot: Sendable, Hashable, Codable {
     public var lastReadingAt: Int64?
     public var lastTransitionAt: Int64?
     public var recentTransitions: [Int64]
+    /// A combined rule's leaves, a group's members (absent for a single condition).
+    public var conditions: [ConditionSnapshot]?
+}
+
+/// The durable part of one leaf or member of an instance: its latched state and last value.
+public struct ConditionSnapshot: Sendable, Hashable, Codable {
+    public var leaf: Int
+    public var labels: [String]
+    public var latched: Bool
+    public var usable: Bool
+    public var lastValue: String?
+    public var lastReadingAt: Int64?
 }
 
 extension Rule {
     /// A text that changes whenever the rule's behaviour changes (not its description or position).
     public var definitionFingerprint: String {
-        String(describing: definition)
+        let definition = definition
+        guard definition.isSingleCondition else { return String(describing: definition) }
+        // A single-condition rule keeps the text it had before rules had leaves, so that state saved by an
+        // earlier version is restored after an upgrade.
+        let text = String(describing: SingleConditionDefinition(definition))
+        return "Rule" + text.dropFirst("SingleConditionDefinition".count)
     }
 
     /// A short, stable hash of `definitionFingerprint` (FNV-1a, 64 bits, hex), for audit trails.
@@ -43,6 +60,48 @@ extension Rule {
         }
         let hex = String(hash, radix: 16)
         return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+}
+
+/// A single-condition rule's fields in the order and with the names `Rule` had before combinations: its
+/// description is the fingerprint that earlier versions wrote into `--state-dir` snapshots.
+private struct SingleConditionDefinition {
+    var id: String
+    var description: String?
+    var topic: TopicPattern
+    var field: [String]
+    var condition: Rule.Condition
+    var clear: Double?
+    var forMilliseconds: Int64
+    var cooldownMilliseconds: Int64
+    var staleMilliseconds: Int64?
+    var severity: Rule.Severity
+    var onUnknown: Rule.UnknownPolicy
+    var minOnMilliseconds: Int64
+    var minOffMilliseconds: Int64
+    var maxTransitions: Rule.TransitionLimit?
+    var onFire: [Action]
+    var onClear: [Action]
+    var location: SourceLocation
+
+    init(_ rule: Rule) {
+        id = rule.id
+        description = rule.description
+        topic = rule.topic
+        field = rule.field
+        condition = rule.condition
+        clear = rule.clear
+        forMilliseconds = rule.forMilliseconds
+        cooldownMilliseconds = rule.cooldownMilliseconds
+        staleMilliseconds = rule.staleMilliseconds
+        severity = rule.severity
+        onUnknown = rule.onUnknown
+        minOnMilliseconds = rule.minOnMilliseconds
+        minOffMilliseconds = rule.minOffMilliseconds
+        maxTransitions = rule.maxTransitions
+        onFire = rule.onFire
+        onClear = rule.onClear
+        location = rule.location
     }
 }
 
@@ -69,6 +128,29 @@ extension Evaluator {
             newSlots[newRule][moved.labels] = newSlot
             newSlotByOld[Int32(oldSlot)] = newSlot
         }
+        var newConditions: ContiguousArray<ConditionState> = []
+        var newConditionSlots: [ConditionKey: Int32] = [:]
+        var newConditionByOld: [Int32: Int32] = [:]
+        for (oldSlot, condition) in conditions.enumerated() {
+            guard let newRule = newIndexByOld[Int(condition.rule)] else { continue }
+            var moved = condition
+            moved.rule = Int32(newRule)
+            moved.dependents = moved.dependents.compactMap { newSlotByOld[$0] }
+            let newSlot = Int32(newConditions.count)
+            newConditions.append(moved)
+            newConditionSlots[ConditionKey(rule: moved.rule, leaf: moved.leaf, labels: moved.labels)] = newSlot
+            newConditionByOld[Int32(oldSlot)] = newSlot
+        }
+        for index in newInstances.indices where !newInstances[index].inputs.isEmpty {
+            newInstances[index].inputs = newInstances[index].inputs.compactMap { newConditionByOld[$0] }
+        }
+        conditions = newConditions
+        conditionSlots = newConditionSlots
+        conditionProblems = Dictionary(
+            uniqueKeysWithValues: conditionProblems.compactMap { slot, problem in
+                newConditionByOld[slot].map { ($0, problem) }
+            }
+        )
         effects.changed = effects.changed.compactMap { newSlotByOld[$0] }
         lastProblems = Dictionary(
             uniqueKeysWithValues: lastProblems.compactMap { slot, problem in newSlotByOld[slot].map { ($0, problem) } }
@@ -128,9 +210,18 @@ extension Evaluator {
             guard let ruleIndex = byID[snapshot.ruleID],
                 ruleSet.definitionHashes[ruleIndex] == snapshot.definition
                     || ruleSet.definitionFingerprints[ruleIndex] == snapshot.definition,
-                snapshot.labels.count == ruleSet.rules[ruleIndex].topic.captureNames.count
+                snapshot.labels.count == ruleSet.rules[ruleIndex].captureNames.count
             else { continue }
+            let slot: Int32
+            if ruleSet.cores[ruleIndex].isSingleCondition {
+                slot = self.slot(rule: ruleIndex, labels: snapshot.labels)
+            } else {
+                guard snapshot.labels.allSatisfy(TopicPattern.isSafeCaptureValue) else { continue }
+                slot = combinedSlot(rule: ruleIndex, labels: snapshot.labels)
+                restoreConditions(snapshot.conditions ?? [], instance: slot, now: now)
+            }
             var instance = Instance(rule: Int32(ruleIndex), labels: snapshot.labels)
+            instance.inputs = instances[Int(slot)].inputs
             switch snapshot.phase {
             case .inactive: instance.phase = .inactive
             case .pending: instance.phase = .pending(since: snapshot.since ?? now)
@@ -143,8 +234,10 @@ extension Evaluator {
             instance.staleSince = now
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
-            let slot = slot(rule: ruleIndex, labels: snapshot.labels)
             instances[Int(slot)] = instance
+            if !instance.inputs.isEmpty {
+                instances[Int(slot)].conditionDeadline = nextConditionDeadline(ofInstance: Int(slot), after: now)
+            }
             lastProblems[slot] = nil
             lastReasons[slot] = nil
             restored += 1
@@ -152,6 +245,28 @@ extension Evaluator {
         self.now = max(self.now, now)
         rebuildTimers()
         return restored
+    }
+
+    /// Restores a combined instance's leaves or a group's members; `stale` counts from `now`.
+    private mutating func restoreConditions(_ snapshots: [ConditionSnapshot], instance slot: Int32, now: Int64) {
+        let ruleIndex = Int(instances[Int(slot)].rule)
+        let rule = ruleSet.rules[ruleIndex]
+        for saved in snapshots {
+            guard rule.leaves.indices.contains(saved.leaf),
+                saved.labels.count == rule.leaves[saved.leaf].topic.captureNames.count,
+                saved.labels.allSatisfy(TopicPattern.isSafeCaptureValue)
+            else { continue }
+            let (state, created) = conditionSlot(rule: ruleIndex, leaf: saved.leaf, labels: saved.labels)
+            if rule.grouping != nil, created {
+                conditions[Int(state)].dependents.append(slot)
+                instances[Int(slot)].inputs.append(state)
+            }
+            conditions[Int(state)].latched = saved.latched
+            conditions[Int(state)].usable = saved.usable
+            conditions[Int(state)].lastValue = saved.lastValue.flatMap { JSONValue(parsing: $0) }
+            conditions[Int(state)].lastReadingAt = saved.lastReadingAt
+            conditions[Int(state)].freshSince = now
+        }
     }
 
     private func snapshot(of instance: Instance, rule: Rule) -> InstanceSnapshot {
@@ -176,7 +291,20 @@ extension Evaluator {
             lastValue: instance.lastValue?.jsonText,
             lastReadingAt: instance.lastReadingAt,
             lastTransitionAt: instance.lastTransitionAt,
-            recentTransitions: instance.recentTransitions
+            recentTransitions: instance.recentTransitions,
+            conditions: instance.inputs.isEmpty
+                ? nil
+                : instance.inputs.map { slot in
+                    let condition = conditions[Int(slot)]
+                    return ConditionSnapshot(
+                        leaf: Int(condition.leaf),
+                        labels: condition.labels,
+                        latched: condition.latched,
+                        usable: condition.usable,
+                        lastValue: condition.lastValue?.jsonText,
+                        lastReadingAt: condition.lastReadingAt
+                    )
+                }
         )
     }
 
@@ -207,11 +335,13 @@ public struct InstanceReport: Sendable, Hashable {
     public var nextTimerDue: Int64?
     public var stale: Bool
     public var flapping: Bool
+    /// A combined rule's leaves or a group's members: value, truth, why unknown (empty for a single condition).
+    public var conditions: [ConditionReport] = []
 
-    /// As a JSON object, keys in a stable order.
+    /// As a JSON object, keys in a stable order; `conditions` (or a group's `members`) only when it has them.
     public var json: JSONValue {
         func number(_ value: Int64?) -> JSONValue { value.map { .number(Double($0)) } ?? .null }
-        return .object([
+        var object = JSONValue.object([
             ("rule", .string(ruleID)),
             ("labels", .object(labels.map { ($0.name, .string($0.value)) })),
             ("state", .string(state.rawValue)),
@@ -224,6 +354,10 @@ public struct InstanceReport: Sendable, Hashable {
             ("stale", .bool(stale)),
             ("flapping", .bool(flapping)),
         ])
+        if let first = conditions.first {
+            object = object.setting(first.isMember ? "members" : "conditions", to: .array(conditions.map(\.json)))
+        }
+        return object
     }
 }
 
@@ -248,7 +382,7 @@ extension Evaluator {
             reports.append(
                 InstanceReport(
                     ruleID: rule.id,
-                    labels: zip(rule.topic.captureNames, instance.labels).map { Label(name: $0, value: $1) },
+                    labels: zip(rule.captureNames, instance.labels).map { Label(name: $0, value: $1) },
                     state: state,
                     since: since,
                     lastValue: instance.lastValue,
@@ -257,7 +391,8 @@ extension Evaluator {
                     lastReason: lastReasons[Int32(slot)],
                     nextTimerDue: instance.timerDue,
                     stale: instance.stale,
-                    flapping: instance.flapping
+                    flapping: instance.flapping,
+                    conditions: conditionReports(ofInstance: slot, at: now)
                 )
             )
         }

@@ -1,4 +1,5 @@
 import FileFormats
+
 /// Reads the top-level fields a topic's rules need straight from a payload's bytes, without building a
 /// `JSONValue`: the common sensor payload (`{"value": 21.5, "unit": "C", "seq": 7}`, or a bare number)
 /// costs one pass and no allocation.

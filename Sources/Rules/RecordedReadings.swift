@@ -1,4 +1,5 @@
 import FileFormats
+
 /// Recorded readings in JSON lines: `{"ts": <unix ms or RFC 3339>, "topic": "...", "payload": <JSON>}`.
 ///
 /// A string payload is the raw text a device sent (`"open"` is the payload `open`); any other JSON value

@@ -1,4 +1,5 @@
 import FileFormats
+
 /// Runs rules over recorded readings in event time, deterministically.
 public enum Replay {
     /// The result of a replay: actions in order, plus what could not be used.

@@ -37,17 +37,98 @@ public struct Rule: Hashable, Sendable {
         }
     }
 
+    /// One condition on one topic: a single-condition rule's, a leaf of `all`/`any`/`not`, or what each
+    /// member of a group is held to.
+    public struct Leaf: Hashable, Sendable {
+        public var topic: TopicPattern
+        /// Dotted path into a JSON object payload; a bare scalar payload is used as is.
+        public var field: [String]
+        public var condition: Condition
+        /// The hysteresis threshold that clears an `above`/`below` condition.
+        public var clear: Double?
+        /// A single condition fires when no reading came for this long; a leaf or member turns unknown.
+        public var staleMilliseconds: Int64?
+        /// `{NAME}` in actions is this leaf's current value.
+        public var name: String?
+        public var location: SourceLocation
+
+        public init(
+            topic: TopicPattern,
+            field: [String] = ["value"],
+            condition: Condition,
+            clear: Double? = nil,
+            staleMilliseconds: Int64? = nil,
+            name: String? = nil,
+            location: SourceLocation
+        ) {
+            self.topic = topic
+            self.field = field
+            self.condition = condition
+            self.clear = clear
+            self.staleMilliseconds = staleMilliseconds
+            self.name = name
+            self.location = location
+        }
+
+        /// The threshold as shown in `{threshold}` and reasons.
+        public var thresholdText: String {
+            switch condition {
+            case .above(let value), .below(let value): JSONValue.format(value)
+            case .between(let low, let high), .outside(let low, let high):
+                "[\(JSONValue.format(low)), \(JSONValue.format(high))]"
+            case .equals(let value): value.jsonText
+            }
+        }
+    }
+
+    /// How the leaves of a combined rule make its condition (`all`, `any`, `not`, nested).
+    public indirect enum Combination: Hashable, Sendable {
+        /// The leaf at this index of `leaves`.
+        case leaf(Int)
+        case all([Combination])
+        case any([Combination])
+        case not(Combination)
+    }
+
+    /// How many members of a group must hold for the group to hold.
+    public enum Match: Hashable, Sendable, CustomStringConvertible {
+        case any
+        case all
+        case atLeast(Int)
+
+        public var description: String {
+            switch self {
+            case .any: "any"
+            case .all: "all"
+            case .atLeast(let count): "at_least \(count)"
+            }
+        }
+    }
+
+    /// Voting: one instance per value of `captureNames`; every other captured value is a member.
+    public struct Grouping: Hashable, Sendable {
+        public var captureNames: [String]
+        public var match: Match
+
+        public init(captureNames: [String], match: Match) {
+            self.captureNames = captureNames
+            self.match = match
+        }
+    }
+
     public var id: String
     public var description: String?
-    public var topic: TopicPattern
-    /// Dotted path into a JSON object payload; a bare scalar payload is used as is.
-    public var field: [String]
-    public var condition: Condition
-    /// The hysteresis threshold that clears an `above`/`below` rule.
-    public var clear: Double?
+    /// The conditions on topics: one for a single-condition or grouped rule, every leaf of a combined one.
+    public var leaves: [Leaf]
+    /// How the leaves combine; nil for a single condition (`topic:` with one threshold).
+    public var combination: Combination?
+    /// Set when the rule votes across the members of a group (`group_by`, `match`).
+    public var grouping: Grouping?
+    /// The names an instance is labelled with: the topic's captures, every leaf's (first seen first), or
+    /// the `group_by` names.
+    public var captureNames: [String]
     public var forMilliseconds: Int64
     public var cooldownMilliseconds: Int64
-    public var staleMilliseconds: Int64?
     public var severity: Severity
     public var onUnknown: UnknownPolicy
     public var minOnMilliseconds: Int64
@@ -58,15 +139,117 @@ public struct Rule: Hashable, Sendable {
     /// Where the rule starts in its file.
     public var location: SourceLocation
 
-    /// The threshold as shown in `{threshold}` and reasons.
-    public var thresholdText: String {
-        switch condition {
-        case .above(let value), .below(let value): JSONValue.format(value)
-        case .between(let low, let high), .outside(let low, let high):
-            "[\(JSONValue.format(low)), \(JSONValue.format(high))]"
-        case .equals(let value): value.jsonText
-        }
+    /// Whether the rule is a single condition with the documented single-condition behaviour (its clear
+    /// level applies once it fires, its `stale` fires it) rather than a combination or a group.
+    public var isSingleCondition: Bool { combination == nil && grouping == nil }
+
+    /// The single condition's topic (a combined rule's first leaf's).
+    public var topic: TopicPattern { leaves[0].topic }
+    /// The single condition's field.
+    public var field: [String] { leaves[0].field }
+    /// The single condition's threshold.
+    public var condition: Condition { leaves[0].condition }
+    /// The single condition's clear level.
+    public var clear: Double? { leaves[0].clear }
+    /// The single condition's `stale` (a combined rule has none of its own: its leaves have theirs).
+    public var staleMilliseconds: Int64? { isSingleCondition ? leaves[0].staleMilliseconds : nil }
+
+    /// A single-condition rule, as rule files wrote them before combinations.
+    public init(
+        id: String,
+        description: String? = nil,
+        topic: TopicPattern,
+        field: [String] = ["value"],
+        condition: Condition,
+        clear: Double? = nil,
+        forMilliseconds: Int64 = 0,
+        cooldownMilliseconds: Int64 = 0,
+        staleMilliseconds: Int64? = nil,
+        severity: Severity = .warning,
+        onUnknown: UnknownPolicy = .keep,
+        minOnMilliseconds: Int64 = 0,
+        minOffMilliseconds: Int64 = 0,
+        maxTransitions: TransitionLimit? = nil,
+        onFire: [Action] = [],
+        onClear: [Action] = [],
+        location: SourceLocation
+    ) {
+        self.init(
+            id: id,
+            description: description,
+            leaves: [
+                Leaf(
+                    topic: topic,
+                    field: field,
+                    condition: condition,
+                    clear: clear,
+                    staleMilliseconds: staleMilliseconds,
+                    location: location
+                )
+            ],
+            combination: nil,
+            grouping: nil,
+            forMilliseconds: forMilliseconds,
+            cooldownMilliseconds: cooldownMilliseconds,
+            severity: severity,
+            onUnknown: onUnknown,
+            minOnMilliseconds: minOnMilliseconds,
+            minOffMilliseconds: minOffMilliseconds,
+            maxTransitions: maxTransitions,
+            onFire: onFire,
+            onClear: onClear,
+            location: location
+        )
     }
+
+    /// Any rule: a single condition (`combination` and `grouping` nil), a combination or a group.
+    public init(
+        id: String,
+        description: String?,
+        leaves: [Leaf],
+        combination: Combination?,
+        grouping: Grouping?,
+        forMilliseconds: Int64,
+        cooldownMilliseconds: Int64,
+        severity: Severity,
+        onUnknown: UnknownPolicy,
+        minOnMilliseconds: Int64,
+        minOffMilliseconds: Int64,
+        maxTransitions: TransitionLimit?,
+        onFire: [Action],
+        onClear: [Action],
+        location: SourceLocation
+    ) {
+        self.id = id
+        self.description = description
+        self.leaves = leaves
+        self.combination = combination
+        self.grouping = grouping
+        self.captureNames = Rule.captureNames(leaves: leaves, grouping: grouping)
+        self.forMilliseconds = forMilliseconds
+        self.cooldownMilliseconds = cooldownMilliseconds
+        self.severity = severity
+        self.onUnknown = onUnknown
+        self.minOnMilliseconds = minOnMilliseconds
+        self.minOffMilliseconds = minOffMilliseconds
+        self.maxTransitions = maxTransitions
+        self.onFire = onFire
+        self.onClear = onClear
+        self.location = location
+    }
+
+    /// The group's names, or every leaf's captures in order of first appearance.
+    static func captureNames(leaves: [Leaf], grouping: Grouping?) -> [String] {
+        if let grouping { return grouping.captureNames }
+        var names: [String] = []
+        for leaf in leaves {
+            for name in leaf.topic.captureNames where !names.contains(name) { names.append(name) }
+        }
+        return names
+    }
+
+    /// The single condition's threshold as shown in `{threshold}` and reasons.
+    public var thresholdText: String { leaves[0].thresholdText }
 
     /// Two rules with the same definition keep their instances' state across a reload: every field but
     /// the description and the source positions (of the rule and of each action) is compared.
@@ -79,6 +262,7 @@ public struct Rule: Hashable, Sendable {
         var rule = self
         rule.description = nil
         rule.location = SourceLocation(file: "", line: 0, column: 0)
+        for index in rule.leaves.indices { rule.leaves[index].location = rule.location }
         for index in rule.onFire.indices { rule.onFire[index].location = rule.location }
         for index in rule.onClear.indices { rule.onClear[index].location = rule.location }
         return rule

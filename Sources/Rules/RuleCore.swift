@@ -1,10 +1,7 @@
 import FileFormats
 
-/// The parts of a rule that every reading needs, as plain values.
-///
-/// Copying a `Rule` retains a dozen buffers (strings, arrays, templates); the evaluator's per-reading
-/// path reads this instead and touches the full `Rule` only when an instance transitions.
-struct RuleCore: Sendable {
+/// One condition's comparison as plain values: a single-condition rule's, a leaf's, or a group member's.
+struct ConditionCore: Sendable {
     enum Comparison: Sendable {
         case above(Double, clear: Double)
         case below(Double, clear: Double)
@@ -23,21 +20,18 @@ struct RuleCore: Sendable {
     var valueType: ValueType
     /// Index into `RuleSet.fields`.
     var fieldIndex: Int
-    var forMilliseconds: Int64
-    var cooldownMilliseconds: Int64
-    var minOnMilliseconds: Int64
-    var minOffMilliseconds: Int64
     var staleMilliseconds: Int64?
-    var maxTransitions: Rule.TransitionLimit?
-    var onUnknown: Rule.UnknownPolicy
+    /// The `equals` value (nil for thresholds).
+    var expected: JSONValue?
 
-    init(_ rule: Rule, fieldIndex: Int) {
-        switch rule.condition {
+    init(_ leaf: Rule.Leaf, fieldIndex: Int) {
+        expected = nil
+        switch leaf.condition {
         case .above(let threshold):
-            comparison = .above(threshold, clear: rule.clear ?? threshold)
+            comparison = .above(threshold, clear: leaf.clear ?? threshold)
             valueType = .number
         case .below(let threshold):
-            comparison = .below(threshold, clear: rule.clear ?? threshold)
+            comparison = .below(threshold, clear: leaf.clear ?? threshold)
             valueType = .number
         case .between(let low, let high):
             comparison = .between(low, high)
@@ -47,6 +41,7 @@ struct RuleCore: Sendable {
             valueType = .number
         case .equals(let expected):
             comparison = .equals
+            self.expected = expected
             switch expected {
             case .number: valueType = .number
             case .string: valueType = .string
@@ -55,16 +50,10 @@ struct RuleCore: Sendable {
             }
         }
         self.fieldIndex = fieldIndex
-        forMilliseconds = rule.forMilliseconds
-        cooldownMilliseconds = rule.cooldownMilliseconds
-        minOnMilliseconds = rule.minOnMilliseconds
-        minOffMilliseconds = rule.minOffMilliseconds
-        staleMilliseconds = rule.staleMilliseconds
-        maxTransitions = rule.maxTransitions
-        onUnknown = rule.onUnknown
+        staleMilliseconds = leaf.staleMilliseconds
     }
 
-    /// Whether the rule compares with its `equals` value rather than thresholds.
+    /// Whether the condition compares with its `equals` value rather than thresholds.
     var comparesByEquality: Bool {
         if case .equals = comparison { return true }
         return false
@@ -80,5 +69,53 @@ struct RuleCore: Sendable {
         case .outside(let low, let high): number < low || number > high
         case .equals: false
         }
+    }
+
+    /// Whether a usable value (of the type `valueType` asks for) meets the condition; `latched` is whether
+    /// it held before (a firing single condition, or a latched leaf), for hysteresis.
+    func holds(_ value: JSONValue, latched: Bool) -> Bool {
+        if let expected { return value == expected }
+        guard case .number(let number) = value else { return false }
+        return holds(number: number, firing: latched)
+    }
+}
+
+/// The parts of a rule that every reading needs, as plain values.
+///
+/// Copying a `Rule` retains a dozen buffers (strings, arrays, templates); the evaluator's per-reading
+/// path reads this instead and touches the full `Rule` only when an instance transitions.
+struct RuleCore: Sendable {
+    /// A single condition's comparison (a combined or grouped rule's first leaf's: unused).
+    var condition: ConditionCore
+    /// False for a combination or a group: its instances take their truth from their conditions' states.
+    var isSingleCondition: Bool
+    var forMilliseconds: Int64
+    var cooldownMilliseconds: Int64
+    var minOnMilliseconds: Int64
+    var minOffMilliseconds: Int64
+    /// A single condition's `stale` (it fires the rule); nil for combined and grouped rules.
+    var staleMilliseconds: Int64?
+    var maxTransitions: Rule.TransitionLimit?
+    var onUnknown: Rule.UnknownPolicy
+
+    init(_ rule: Rule, condition: ConditionCore) {
+        self.condition = condition
+        isSingleCondition = rule.isSingleCondition
+        forMilliseconds = rule.forMilliseconds
+        cooldownMilliseconds = rule.cooldownMilliseconds
+        minOnMilliseconds = rule.minOnMilliseconds
+        minOffMilliseconds = rule.minOffMilliseconds
+        staleMilliseconds = rule.staleMilliseconds
+        maxTransitions = rule.maxTransitions
+        onUnknown = rule.onUnknown
+    }
+
+    var valueType: ConditionCore.ValueType { condition.valueType }
+    var fieldIndex: Int { condition.fieldIndex }
+    var comparesByEquality: Bool { condition.comparesByEquality }
+
+    @inline(__always)
+    func holds(number: Double, firing: Bool) -> Bool {
+        condition.holds(number: number, firing: firing)
     }
 }

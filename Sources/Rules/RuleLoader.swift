@@ -6,8 +6,18 @@ public enum RuleLoader {
     static let ruleKeys = [
         "id", "description", "topic", "field", "above", "below", "between", "outside", "equals", "clear", "for",
         "cooldown", "stale", "severity", "on_unknown", "min_on", "min_off", "max_transitions", "on_fire", "on_clear",
+        "all", "any", "not", "group_by", "match",
     ]
     static let conditionKeys = ["above", "below", "between", "outside", "equals"]
+    static let combinationKeys = ["all", "any", "not"]
+    /// The keys of one leaf of `all`/`any`/`not`.
+    static let leafKeys = [
+        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "name",
+    ]
+    /// The keys of a single condition that a combined rule puts on its leaves instead.
+    static let singleConditionKeys = [
+        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale",
+    ]
     /// Placeholders every action may use besides the rule's captures.
     static let payloadPlaceholders = ["value", "rule", "threshold", "severity", "transition"]
     static let topicPlaceholders = ["rule"]
@@ -103,53 +113,51 @@ public enum RuleLoader {
             reader.error(node, "rule has no 'id'")
         }
 
-        var topic: TopicPattern?
-        if let entry = entries["topic"], let text = reader.string(entry.value, what: "'topic'") {
-            do {
-                let pattern = try TopicPattern(parsing: text)
-                topic = pattern
-                for name in pattern.captureNames where payloadPlaceholders.contains(name) {
-                    reader.error(entry.value, "capture '{\(name)}' uses a reserved name: rename it")
-                }
-            } catch {
-                reader.error(entry.value, "invalid topic: \(error)")
+        let combinationNames = combinationKeys.filter { entries[$0] != nil }
+        var leaves: [Rule.Leaf] = []
+        var combination: Rule.Combination?
+        var grouping: Rule.Grouping?
+        var conditionIsValid = true
+        if combinationNames.isEmpty {
+            if let leaf = parseLeaf(entries, node: node, id: id, reader: &reader) {
+                leaves = [leaf]
+            } else {
+                conditionIsValid = false
             }
-        } else if entries["topic"] == nil {
-            reader.error(node, "rule '\(id)' has no 'topic'")
-        }
-
-        var field = ["value"]
-        if let entry = entries["field"], let text = reader.string(entry.value, what: "'field'") {
-            let path = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-            if path.contains(where: \.isEmpty) {
-                reader.error(entry.value, "field '\(text)' must be a dotted path such as 'value' or 'data.temp'")
+            grouping = parseGrouping(entries, leaf: leaves.first, reader: &reader)
+        } else {
+            for key in singleConditionKeys + ["group_by", "match"] {
+                guard let entry = entries[key] else { continue }
+                let advice =
+                    ["group_by", "match"].contains(key)
+                    ? "'group_by' and 'match' go with a single condition ('topic:'), not with '\(combinationNames[0])'"
+                    : "a rule with '\(combinationNames[0])' has its '\(key)' on each of its conditions"
+                reader.error(entry.key, "'\(key)' beside '\(combinationNames[0])': \(advice)")
+                conditionIsValid = false
             }
-            field = path
-        }
-
-        let condition = parseCondition(entries, rule: node, id: id, reader: &reader)
-
-        var clear: Double?
-        if let entry = entries["clear"], let value = reader.number(entry.value, what: "'clear'") {
-            clear = value
-            switch condition {
-            case .above(let threshold) where value > threshold:
+            if combinationNames.count > 1, let second = entries[combinationNames[1]] {
                 reader.error(
-                    entry.value,
-                    "clear \(JSONValue.format(value)) is above the 'above' threshold \(JSONValue.format(threshold)): "
-                        + "it must be at or below it (the rule clears when the value falls to it)"
+                    second.key,
+                    "rule '\(id)' has both '\(combinationNames[0])' and '\(combinationNames[1])': "
+                        + "nest one inside the other"
                 )
-            case .below(let threshold) where value < threshold:
-                reader.error(
+                conditionIsValid = false
+            } else if let entry = entries[combinationNames[0]] {
+                combination = parseCombination(
+                    key: combinationNames[0],
                     entry.value,
-                    "clear \(JSONValue.format(value)) is below the 'below' threshold \(JSONValue.format(threshold)): "
-                        + "it must be at or above it (the rule clears when the value rises to it)"
+                    leaves: &leaves,
+                    id: id,
+                    reader: &reader
                 )
-            case .between, .outside, .equals:
-                reader.error(entry.value, "'clear' applies only to 'above' and 'below' conditions")
-            default: break
+                if combination == nil { conditionIsValid = false }
             }
+            if combination != nil { checkJoin(leaves, rule: node, id: id, reader: &reader) }
         }
+        checkLeafNames(leaves, reader: &reader)
+        let captures = Rule.captureNames(leaves: leaves, grouping: grouping)
+        // A group's actions may also say `{count}`, the number of members holding.
+        let actionNames = captures + leaves.compactMap(\.name) + (grouping == nil ? [] : ["count"])
 
         func duration(_ key: String) -> Int64? {
             guard let entry = entries[key] else { return nil }
@@ -157,10 +165,6 @@ public enum RuleLoader {
         }
         let forMilliseconds = duration("for") ?? 0
         let cooldown = duration("cooldown") ?? 0
-        let stale = duration("stale")
-        if let stale, stale == 0, let entry = entries["stale"] {
-            reader.error(entry.value, "'stale' must be longer than 0")
-        }
         let minOn = duration("min_on") ?? 0
         let minOff = duration("min_off") ?? 0
 
@@ -185,25 +189,24 @@ public enum RuleLoader {
             maxTransitions = parseTransitionLimit(entry.value, reader: &reader)
         }
 
-        let captures = topic?.captureNames ?? []
         let onFire =
-            entries["on_fire"].map { parseActions($0.value, what: "on_fire", captures: captures, reader: &reader) }
-            ?? []
+            entries["on_fire"].map {
+                parseActions($0.value, what: "on_fire", captures: captures, names: actionNames, reader: &reader)
+            } ?? []
         let onClear =
-            entries["on_clear"].map { parseActions($0.value, what: "on_clear", captures: captures, reader: &reader) }
-            ?? []
+            entries["on_clear"].map {
+                parseActions($0.value, what: "on_clear", captures: captures, names: actionNames, reader: &reader)
+            } ?? []
 
-        guard let topic, let condition else { return nil }
+        guard conditionIsValid, !leaves.isEmpty else { return nil }
         return Rule(
             id: id,
             description: entries["description"].flatMap { reader.string($0.value, what: "'description'") },
-            topic: topic,
-            field: field,
-            condition: condition,
-            clear: clear,
+            leaves: leaves,
+            combination: combination,
+            grouping: grouping,
             forMilliseconds: forMilliseconds,
             cooldownMilliseconds: cooldown,
-            staleMilliseconds: stale,
             severity: severity,
             onUnknown: onUnknown,
             minOnMilliseconds: minOn,
@@ -215,21 +218,249 @@ public enum RuleLoader {
         )
     }
 
+    /// A condition on one topic (`topic`, `field`, one threshold, `clear`, `stale`, `name`), from a rule's
+    /// or a leaf's entries; `owner` names it in messages ("rule 'r'" or "a condition").
+    private static func parseLeaf(
+        _ entries: [String: (key: Node, value: Node)],
+        node: Node,
+        id: String,
+        isLeaf: Bool = false,
+        reader: inout YAMLReader
+    ) -> Rule.Leaf? {
+        let owner = isLeaf ? "a condition of rule '\(id)'" : "rule '\(id)'"
+        var topic: TopicPattern?
+        if let entry = entries["topic"], let text = reader.string(entry.value, what: "'topic'") {
+            do {
+                let pattern = try TopicPattern(parsing: text)
+                topic = pattern
+                for name in pattern.captureNames where payloadPlaceholders.contains(name) {
+                    reader.error(entry.value, "capture '{\(name)}' uses a reserved name: rename it")
+                }
+            } catch {
+                reader.error(entry.value, "invalid topic: \(error)")
+            }
+        } else if entries["topic"] == nil {
+            reader.error(
+                node,
+                isLeaf ? "\(owner) has no 'topic'" : "rule '\(id)' has no 'topic' (nor 'all', 'any' or 'not')"
+            )
+        }
+
+        var field = ["value"]
+        if let entry = entries["field"], let text = reader.string(entry.value, what: "'field'") {
+            let path = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+            if path.contains(where: \.isEmpty) {
+                reader.error(entry.value, "field '\(text)' must be a dotted path such as 'value' or 'data.temp'")
+            }
+            field = path
+        }
+
+        let condition = parseCondition(entries, rule: node, owner: owner, reader: &reader)
+
+        var clear: Double?
+        if let entry = entries["clear"], let value = reader.number(entry.value, what: "'clear'") {
+            clear = value
+            switch condition {
+            case .above(let threshold) where value > threshold:
+                reader.error(
+                    entry.value,
+                    "clear \(JSONValue.format(value)) is above the 'above' threshold \(JSONValue.format(threshold)): "
+                        + "it must be at or below it (the rule clears when the value falls to it)"
+                )
+            case .below(let threshold) where value < threshold:
+                reader.error(
+                    entry.value,
+                    "clear \(JSONValue.format(value)) is below the 'below' threshold \(JSONValue.format(threshold)): "
+                        + "it must be at or above it (the rule clears when the value rises to it)"
+                )
+            case .between, .outside, .equals:
+                reader.error(entry.value, "'clear' applies only to 'above' and 'below' conditions")
+            default: break
+            }
+        }
+        var stale: Int64?
+        if let entry = entries["stale"] {
+            stale = reader.duration(entry.value, what: "'stale'")
+            if stale == 0 { reader.error(entry.value, "'stale' must be longer than 0") }
+        }
+        var name: String?
+        if let entry = entries["name"], let text = reader.string(entry.value, what: "'name'") {
+            if text.isEmpty || !text.utf8.allSatisfy(isIDByte) || text.contains(".") || text.contains("-") {
+                reader.error(entry.value, "condition name '\(text)' may only hold letters, digits and '_'")
+            } else if payloadPlaceholders.contains(text) || text == "count" {
+                reader.error(entry.value, "condition name '\(text)' is a reserved placeholder: rename it")
+            } else if let topic, topic.captureNames.contains(text) {
+                reader.error(entry.value, "condition name '\(text)' is also a capture of its topic: rename it")
+            }
+            name = text
+        }
+        guard let topic, let condition else { return nil }
+        return Rule.Leaf(
+            topic: topic,
+            field: field,
+            condition: condition,
+            clear: clear,
+            staleMilliseconds: stale,
+            name: name,
+            location: reader.location(node)
+        )
+    }
+
+    /// One element of `all`/`any` or the one of `not`: a leaf, or another `all`/`any`/`not`.
+    private static func parseCombination(
+        key: String,
+        _ node: Node,
+        leaves: inout [Rule.Leaf],
+        id: String,
+        reader: inout YAMLReader
+    ) -> Rule.Combination? {
+        if key == "not" {
+            if case .sequence = node {
+                reader.error(node, "'not' takes one condition (a mapping), not a list: wrap a list in 'all' or 'any'")
+                return nil
+            }
+            return parseElement(node, leaves: &leaves, id: id, reader: &reader).map(Rule.Combination.not)
+        }
+        guard let items = reader.sequence(node, what: "'\(key)'") else { return nil }
+        guard !items.isEmpty else {
+            reader.error(node, "'\(key)' is empty: it needs at least one condition")
+            return nil
+        }
+        var elements: [Rule.Combination] = []
+        var valid = true
+        for item in items {
+            if let element = parseElement(item, leaves: &leaves, id: id, reader: &reader) {
+                elements.append(element)
+            } else {
+                valid = false
+            }
+        }
+        guard valid else { return nil }
+        return key == "all" ? .all(elements) : .any(elements)
+    }
+
+    private static func parseElement(
+        _ node: Node,
+        leaves: inout [Rule.Leaf],
+        id: String,
+        reader: inout YAMLReader
+    ) -> Rule.Combination? {
+        guard case .mapping(let mapping) = node else {
+            reader.error(
+                node,
+                "a condition must be a mapping (topic and threshold, or all/any/not), not \(YAMLReader.kind(node))"
+            )
+            return nil
+        }
+        let nested = mapping.keys.compactMap { $0.scalar?.string }.filter { combinationKeys.contains($0) }
+        if let key = nested.first {
+            guard let entries = reader.mapping(node, what: "a condition", allowed: combinationKeys) else { return nil }
+            guard nested.count == 1, let entry = entries[key] else {
+                reader.error(node, "a condition has one of 'all', 'any', 'not': nest one inside the other")
+                return nil
+            }
+            return parseCombination(key: key, entry.value, leaves: &leaves, id: id, reader: &reader)
+        }
+        guard let entries = reader.mapping(node, what: "a condition", allowed: leafKeys + combinationKeys) else {
+            return nil
+        }
+        guard let leaf = parseLeaf(entries, node: node, id: id, isLeaf: true, reader: &reader) else { return nil }
+        leaves.append(leaf)
+        return .leaf(leaves.count - 1)
+    }
+
+    /// Instances join on capture names: some leaf must capture them all, or every combination of values
+    /// would be an instance.
+    private static func checkJoin(_ leaves: [Rule.Leaf], rule: Node, id: String, reader: inout YAMLReader) {
+        let names = Rule.captureNames(leaves: leaves, grouping: nil)
+        guard !leaves.contains(where: { Set($0.topic.captureNames) == Set(names) }) else { return }
+        let listed = names.map { "{\($0)}" }.joined(separator: ", ")
+        reader.error(
+            rule,
+            "rule '\(id)': no condition captures every name of the rule (\(listed)), so its instances would be "
+                + "every combination of the values; capture them all in one topic, or split the rule"
+        )
+    }
+
+    private static func checkLeafNames(_ leaves: [Rule.Leaf], reader: inout YAMLReader) {
+        var seen: [String: SourceLocation] = [:]
+        let captures = Set(leaves.flatMap(\.topic.captureNames))
+        for leaf in leaves {
+            guard let name = leaf.name else { continue }
+            if let first = seen[name] {
+                reader.error(at: leaf.location, "condition name '\(name)' is used twice (first at \(first))")
+            } else if captures.contains(name) {
+                reader.error(at: leaf.location, "condition name '\(name)' is also a capture of the rule: rename it")
+            }
+            seen[name] = leaf.location
+        }
+    }
+
+    /// `group_by` and `match` of a single-condition rule.
+    private static func parseGrouping(
+        _ entries: [String: (key: Node, value: Node)],
+        leaf: Rule.Leaf?,
+        reader: inout YAMLReader
+    ) -> Rule.Grouping? {
+        guard let groupEntry = entries["group_by"] else {
+            if let matchEntry = entries["match"] {
+                reader.error(
+                    matchEntry.key,
+                    "'match' without 'group_by': name the captures that make one group, e.g. 'group_by: [tank]'"
+                )
+            }
+            return nil
+        }
+        var names: [String] = []
+        if case .scalar = groupEntry.value, let name = reader.string(groupEntry.value, what: "'group_by'") {
+            names = [name]
+        } else if let items = reader.sequence(groupEntry.value, what: "'group_by'") {
+            for item in items {
+                guard let name = reader.string(item, what: "a 'group_by' name") else { continue }
+                let available = leaf?.topic.captureNames ?? []
+                if let leaf, !available.contains(name) {
+                    let hint = YAMLReader.closest(to: name, in: available).map { " (did you mean '\($0)'?)" } ?? ""
+                    reader.error(
+                        item,
+                        "group_by '\(name)' is not captured by the topic '\(leaf.topic.description)'\(hint)"
+                    )
+                } else if names.contains(name) {
+                    reader.error(item, "group_by names '\(name)' twice")
+                }
+                names.append(name)
+            }
+        }
+        var match = Rule.Match.any
+        if let matchEntry = entries["match"], let text = reader.string(matchEntry.value, what: "'match'") {
+            let words = text.split(separator: " ")
+            if text == "any" {
+                match = .any
+            } else if text == "all" {
+                match = .all
+            } else if words.count == 2, words[0] == "at_least", let count = Int(words[1]), count > 0 {
+                match = .atLeast(count)
+            } else {
+                reader.error(matchEntry.value, "match '\(text)' must be any, all or 'at_least N' (N above 0)")
+            }
+        }
+        return Rule.Grouping(captureNames: names, match: match)
+    }
+
     private static func parseCondition(
         _ entries: [String: (key: Node, value: Node)],
         rule: Node,
-        id: String,
+        owner: String,
         reader: inout YAMLReader
     ) -> Rule.Condition? {
         let present = conditionKeys.filter { entries[$0] != nil }
         guard let name = present.first, let entry = entries[name] else {
-            reader.error(rule, "rule '\(id)' has no condition: add one of above, below, between, outside, equals")
+            reader.error(rule, "\(owner) has no condition: add one of above, below, between, outside, equals")
             return nil
         }
         if present.count > 1, let second = entries[present[1]] {
             reader.error(
                 second.key,
-                "rule '\(id)' has two conditions ('\(present[0])' and '\(present[1])'): keep exactly one"
+                "\(owner) has two conditions ('\(present[0])' and '\(present[1])'): keep exactly one"
             )
             for name in present where ["above", "below"].contains(name) {
                 _ = entries[name].map { reader.number($0.value, what: "'\(name)'") }
@@ -289,6 +520,7 @@ public enum RuleLoader {
         _ node: Node,
         what: String,
         captures: [String],
+        names: [String],
         reader: inout YAMLReader
     ) -> [Action] {
         guard let items = reader.sequence(node, what: "'\(what)'") else { return [] }
@@ -319,9 +551,11 @@ public enum RuleLoader {
             for handlerName in handlers {
                 guard let handlerEntry = entries[handlerName] else { continue }
                 switch handlerName {
-                case "publish": handler = parsePublish(handlerEntry.value, captures: captures, reader: &reader)
-                case "log": handler = parseLog(handlerEntry.value, captures: captures, reader: &reader)
-                default: handler = parseCommand(handlerEntry.value, captures: captures, reader: &reader)
+                case "publish":
+                    handler = parsePublish(handlerEntry.value, captures: captures, names: names, reader: &reader)
+                case "log": handler = parseLog(handlerEntry.value, captures: captures, names: names, reader: &reader)
+                default:
+                    handler = parseCommand(handlerEntry.value, captures: captures, names: names, reader: &reader)
                 }
             }
             if let handler, reader.diagnostics.count == before {
@@ -331,7 +565,12 @@ public enum RuleLoader {
         return actions
     }
 
-    private static func parsePublish(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+    private static func parsePublish(
+        _ node: Node,
+        captures: [String],
+        names: [String],
+        reader: inout YAMLReader
+    ) -> Action.Handler? {
         guard
             let entries = reader.mapping(
                 node,
@@ -357,13 +596,13 @@ public enum RuleLoader {
         checkPlaceholders(
             topic,
             at: topicEntry.value,
-            allowed: captures + topicPlaceholders,
+            allowed: names + topicPlaceholders,
             captures: captures,
             reader: &reader
         )
         var payload: PayloadTemplate?
         if let payloadEntry = entries["payload"] {
-            payload = payloadTemplate(payloadEntry.value, captures: captures, reader: &reader)
+            payload = payloadTemplate(payloadEntry.value, captures: captures, names: names, reader: &reader)
         }
         var qos = 1
         if let entry = entries["qos"], let value = reader.integer(entry.value, what: "'qos'") {
@@ -374,7 +613,12 @@ public enum RuleLoader {
         return .publish(topic: topic, payload: payload, qos: qos, retain: retain)
     }
 
-    private static func parseLog(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+    private static func parseLog(
+        _ node: Node,
+        captures: [String],
+        names: [String],
+        reader: inout YAMLReader
+    ) -> Action.Handler? {
         var messageNode = node
         if case .mapping = node {
             guard let entries = reader.mapping(node, what: "a log action", allowed: ["message"]),
@@ -390,14 +634,19 @@ public enum RuleLoader {
         checkPlaceholders(
             template,
             at: messageNode,
-            allowed: captures + payloadPlaceholders,
+            allowed: names + payloadPlaceholders,
             captures: captures,
             reader: &reader
         )
         return .log(message: template)
     }
 
-    private static func parseCommand(_ node: Node, captures: [String], reader: inout YAMLReader) -> Action.Handler? {
+    private static func parseCommand(
+        _ node: Node,
+        captures: [String],
+        names: [String],
+        reader: inout YAMLReader
+    ) -> Action.Handler? {
         var argumentsNode = node
         var timeout: Int64 = 10_000
         if case .mapping = node {
@@ -423,7 +672,7 @@ public enum RuleLoader {
             checkPlaceholders(
                 template,
                 at: item,
-                allowed: captures + payloadPlaceholders,
+                allowed: names + payloadPlaceholders,
                 captures: captures,
                 reader: &reader
             )
@@ -432,8 +681,12 @@ public enum RuleLoader {
         return .command(arguments: arguments, timeoutMilliseconds: timeout)
     }
 
-    private static func payloadTemplate(_ node: Node, captures: [String], reader: inout YAMLReader) -> PayloadTemplate?
-    {
+    private static func payloadTemplate(
+        _ node: Node,
+        captures: [String],
+        names: [String],
+        reader: inout YAMLReader
+    ) -> PayloadTemplate? {
         switch node {
         case .scalar(let scalar):
             guard let value = reader.json(node, what: "the payload") else { return nil }
@@ -443,7 +696,7 @@ public enum RuleLoader {
             checkPlaceholders(
                 template,
                 at: node,
-                allowed: captures + payloadPlaceholders,
+                allowed: names + payloadPlaceholders,
                 captures: captures,
                 reader: &reader
             )
@@ -451,7 +704,9 @@ public enum RuleLoader {
         case .sequence(let sequence):
             var items: [PayloadTemplate] = []
             for item in sequence {
-                guard let template = payloadTemplate(item, captures: captures, reader: &reader) else { return nil }
+                guard let template = payloadTemplate(item, captures: captures, names: names, reader: &reader) else {
+                    return nil
+                }
                 items.append(template)
             }
             return .array(items)
@@ -463,7 +718,9 @@ public enum RuleLoader {
                     reader.error(key, "payload keys must be strings")
                     return nil
                 }
-                guard let template = payloadTemplate(value, captures: captures, reader: &reader) else { return nil }
+                guard let template = payloadTemplate(value, captures: captures, names: names, reader: &reader) else {
+                    return nil
+                }
                 keys.append(scalar.string)
                 values.append(template)
             }

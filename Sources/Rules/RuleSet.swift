@@ -1,7 +1,13 @@
+import FileFormats
+
 /// A validated set of rules with an index from topics to the rules they match.
 public struct RuleSet: Sendable {
     /// The rules, in file order.
     public let rules: [Rule]
+    /// Every condition on a topic, rule by rule, leaf by leaf; `index` matches topics to positions here.
+    let inputs: [Input]
+    /// Per rule, per leaf: its comparison.
+    let conditionCores: [[ConditionCore]]
     let index: TopicIndex
     /// The distinct payload fields the rules read, each once.
     let fields: [[String]]
@@ -22,19 +28,26 @@ public struct RuleSet: Sendable {
     /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
     public init(rules: [Rule]) {
         self.rules = rules
-        self.index = TopicIndex(patterns: rules.map(\.topic))
+        self.inputs = rules.indices.flatMap { ruleIndex in
+            rules[ruleIndex].leaves.indices.map { Input(rule: Int32(ruleIndex), leaf: Int32($0)) }
+        }
+        self.index = TopicIndex(patterns: inputs.map { rules[Int($0.rule)].leaves[Int($0.leaf)].topic })
         var fields: [[String]] = []
         var fieldIndexes: [[String]: Int] = [:]
-        self.cores = rules.map { rule in
-            let fieldIndex =
-                fieldIndexes[rule.field]
-                ?? {
-                    fields.append(rule.field)
-                    fieldIndexes[rule.field] = fields.count - 1
-                    return fields.count - 1
-                }()
-            return RuleCore(rule, fieldIndex: fieldIndex)
+        let conditionCores = rules.map { rule in
+            rule.leaves.map { leaf in
+                let fieldIndex =
+                    fieldIndexes[leaf.field]
+                    ?? {
+                        fields.append(leaf.field)
+                        fieldIndexes[leaf.field] = fields.count - 1
+                        return fields.count - 1
+                    }()
+                return ConditionCore(leaf, fieldIndex: fieldIndex)
+            }
         }
+        self.conditionCores = conditionCores
+        self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
         self.fields = fields
         var keyBytes = Array("seq".utf8)
         self.keyRanges = fields.map { field in
@@ -54,10 +67,32 @@ public struct RuleSet: Sendable {
         indexByID[id]
     }
 
-    /// The distinct MQTT filters to subscribe to, in first-use order.
+    /// The distinct MQTT filters to subscribe to (every condition's), in first-use order.
     public var filters: [String] {
         var seen = Set<String>()
-        return rules.map(\.topic.filter).filter { seen.insert($0).inserted }
+        return rules.flatMap { $0.leaves.map(\.topic.filter) }.filter { seen.insert($0).inserted }
+    }
+
+    /// One condition on a topic: a rule's leaf (leaf 0 of a single-condition or grouped rule).
+    struct Input: Sendable {
+        var rule: Int32
+        var leaf: Int32
+    }
+
+    /// Leaves that capture fewer names than their rule (`check` prints them as notes): a reading on such a
+    /// leaf re-evaluates every instance of its rule, which is what a shared leaf means and what it costs.
+    public var sharedConditionNotes: [Diagnostic] {
+        rules.flatMap { rule -> [Diagnostic] in
+            guard rule.combination != nil else { return [] }
+            let names = rule.captureNames.map { "{\($0)}" }.joined(separator: ", ")
+            return rule.leaves.filter { $0.topic.captureNames.count < rule.captureNames.count }.map { leaf in
+                Diagnostic(
+                    leaf.location,
+                    "rule '\(rule.id)': '\(leaf.topic)' captures fewer names than the rule (\(names)): every reading "
+                        + "on it re-evaluates every instance of the rule"
+                )
+            }
+        }
     }
 
     /// The rule with this id.
