@@ -202,7 +202,9 @@ let package = Package(
                 "FileFormats",
                 "Rules",
                 .product(name: "PropertyBased", package: "swift-property-based"),
-            ]
+            ],
+            // Read through #filePath by DifferentialReplayTests.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "SimulationTests",

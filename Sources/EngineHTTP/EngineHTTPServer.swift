@@ -112,6 +112,19 @@ public enum EngineHTTPServer {
         case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
         case .equals(let value): condition = ("equals", value)
         }
+        guard rule.isSingleCondition else {
+            // A combination or a group: the whole condition in one line, and each condition on a topic.
+            return .object([
+                ("id", .string(rule.id)),
+                ("description", rule.description.map(JSONValue.string) ?? .null),
+                ("condition", .string(rule.conditionText)),
+                ("topics", .array(rule.leaves.map { .string($0.topic.description) })),
+                ("for", milliseconds(rule.forMilliseconds)),
+                ("severity", .string(rule.severity.rawValue)),
+                ("on_unknown", .string(rule.onUnknown.rawValue)),
+                ("source", .string("\(rule.location.file):\(rule.location.line)")),
+            ])
+        }
         return .object([
             ("id", .string(rule.id)),
             ("description", rule.description.map(JSONValue.string) ?? .null),

@@ -15,11 +15,14 @@ public enum InstanceTable {
                 }.first ?? ""
             let clear = rule["clear"].flatMap { $0 == .null ? nil : "clear \($0.jsonText)" }
             let duration = rule["for"].flatMap(\.stringValue).map { "for \($0)" }
-            lines.append(
-                "rule \(ruleID) (\(source)): "
-                    + ([rule["topic"].flatMap(\.stringValue), condition, clear, duration].compactMap { $0 })
-                    .joined(separator: ", ")
-            )
+            // A combined or grouped rule says its whole condition in one line.
+            let parts: [String?] =
+                if let combined = rule["condition"].flatMap(\.stringValue) {
+                    [combined, duration]
+                } else {
+                    [rule["topic"].flatMap(\.stringValue), condition, clear, duration]
+                }
+            lines.append("rule \(ruleID) (\(source)): " + parts.compactMap { $0 }.joined(separator: ", "))
         } else {
             lines.append("rule \(ruleID): not loaded in this engine")
         }
@@ -29,6 +32,7 @@ public enum InstanceTable {
         }
         var rows = [["LABELS", "STATE", "SINCE", "LAST VALUE", "LAST READING", "NEXT TIMER", "LAST REASON"]]
         for instance in instances {
+            defer { rows += conditionRows(of: instance, now: now) }
             let labels: String
             if case .object(let pairs)? = instance["labels"] {
                 labels = pairs.map { "\($0.key)=\($0.value.stringValue ?? $0.value.jsonText)" }.joined(separator: ",")
@@ -56,6 +60,26 @@ public enum InstanceTable {
             lines.append(cells.joined(separator: "  "))
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// A combined instance's leaves or a group's members, one row each under the instance: topic, truth
+    /// (or why unknown), value, last reading.
+    static func conditionRows(of instance: JSONValue, now: Int64) -> [[String]] {
+        guard case .array(let conditions)? = instance["conditions"] ?? instance["members"] else { return [] }
+        return conditions.map { condition in
+            let name = condition["name"].flatMap(\.stringValue).map { "\($0) " } ?? ""
+            let truth = condition["truth"].flatMap(\.stringValue) ?? "?"
+            let why = condition["unknown_because"].flatMap(\.stringValue).map { " (\($0))" } ?? ""
+            return [
+                "  \(name)\(condition["topic"].flatMap(\.stringValue) ?? "?")",
+                truth + why,
+                "",
+                condition["value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-",
+                relative(condition["last_reading_at"], now: now),
+                "",
+                "",
+            ]
+        }
     }
 
     /// `3s ago`, `in 2s`, or `-`.

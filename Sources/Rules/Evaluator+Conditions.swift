@@ -302,8 +302,13 @@ extension Evaluator {
                     why = "stale: no reading for \(RuleDuration.format(stale))"
                 }
             }
+            let member =
+                rule.grouping.map { grouping in
+                    zip(leaf.topic.captureNames, condition.labels).filter { !grouping.captureNames.contains($0.0) }
+                        .map(\.1).joined(separator: "/")
+                }
             return ConditionReport(
-                name: leaf.name,
+                name: leaf.name ?? member,
                 topic: Evaluator.topic(of: leaf.topic, labels: condition.labels),
                 labels: zip(leaf.topic.captureNames, condition.labels).map { Label(name: $0, value: $1) },
                 isMember: rule.grouping != nil,
@@ -332,7 +337,8 @@ extension Evaluator {
 
 /// One condition of a combined rule's instance (a leaf) or of a group (a member), as people look at it.
 public struct ConditionReport: Sendable, Hashable {
-    /// The leaf's `name:`, if it has one.
+    /// The leaf's `name:`, if it has one; a member's captured values that its group does not share
+    /// (`p1` for `sensors/{tank}/{probe}/temperature` grouped by `tank`), joined by `/`.
     public var name: String?
     /// Its topic with the captured values filled in.
     public var topic: String

@@ -76,16 +76,17 @@ extension Evaluator {
             return "\(holding) of \(conditions.count) \(condition)\(unknownText) (match: \(grouping.match))"
                 + "\(duration)\(unknownNote)"
         }
-        let head: String
-        switch rule.combination {
-        case .all?: head = "all"
-        case .any?: head = "any"
-        case .not?: head = "not"
-        default: head = "condition"
+        // The combination as written, each leaf with its value and truth: `all(humidity=85 (true), not(…))`.
+        func text(_ combination: Rule.Combination) -> String {
+            switch combination {
+            case .leaf(let index): conditions.indices.contains(index) ? conditions[index].summary : "?"
+            case .all(let elements): "all(\(elements.map(text).joined(separator: ", ")))"
+            case .any(let elements): "any(\(elements.map(text).joined(separator: ", ")))"
+            case .not(let element): "not(\(text(element)))"
+            }
         }
         let verb = kind == .fire ? "holds" : "no longer holds"
-        let parts = conditions.map(\.summary).joined(separator: ", ")
-        return "\(head) \(verb)\(duration): \(parts)\(unknownNote)"
+        return "\(rule.combination.map(text) ?? "") \(verb)\(duration)\(unknownNote)"
     }
 
     /// A leaf's condition in words (`above 80`, `equals "open"`).

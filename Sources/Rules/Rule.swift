@@ -248,6 +248,36 @@ public struct Rule: Hashable, Sendable {
         return names
     }
 
+    /// The whole condition in one line, as `explain` and `/api/rules` show it:
+    /// `all(sensors/{room}/humidity above 80 clear 75, not(sensors/{room}/window equals "open"))`.
+    public var conditionText: String {
+        func leafText(_ leaf: Leaf) -> String {
+            var text = "\(leaf.topic) "
+            switch leaf.condition {
+            case .above(let value): text += "above \(JSONValue.format(value))"
+            case .below(let value): text += "below \(JSONValue.format(value))"
+            case .between: text += "between \(leaf.thresholdText)"
+            case .outside: text += "outside \(leaf.thresholdText)"
+            case .equals(let value): text += "equals \(value.jsonText)"
+            }
+            if let clear = leaf.clear { text += " clear \(JSONValue.format(clear))" }
+            if let stale = leaf.staleMilliseconds { text += " stale \(RuleDuration.format(stale))" }
+            return text
+        }
+        func text(_ combination: Combination) -> String {
+            switch combination {
+            case .leaf(let index): leafText(leaves[index])
+            case .all(let elements): "all(\(elements.map(text).joined(separator: ", ")))"
+            case .any(let elements): "any(\(elements.map(text).joined(separator: ", ")))"
+            case .not(let element): "not(\(text(element)))"
+            }
+        }
+        if let combination { return text(combination) }
+        let single = leafText(leaves[0])
+        guard let grouping else { return single }
+        return "\(single), group_by [\(grouping.captureNames.joined(separator: ", "))], match \(grouping.match)"
+    }
+
     /// The single condition's threshold as shown in `{threshold}` and reasons.
     public var thresholdText: String { leaves[0].thresholdText }
 

@@ -16,7 +16,9 @@ import Yams
 ///          topic: actuators/rack-1/cooling/set, payload: {state: "on"}}
 /// ```
 /// Every transition must be expected, in order. `labels`, `topic` (a publish action's topic) and
-/// `payload` (keys compared when given) are optional.
+/// `payload` (keys compared when given) are optional. For a combined rule, `conditions: {humidity: 85}`
+/// states leaves' values at the transition (by `name:` or by topic, `unknown` for an unknown leaf); for a
+/// group, `members: [p1, p3]` states exactly which members held.
 public struct RuleTestSuite: Sendable {
     /// One test case.
     public struct Case: Sendable {
@@ -36,6 +38,10 @@ public struct RuleTestSuite: Sendable {
         public var topic: String?
         public var payload: JSONValue?
         public var log: String?
+        /// Leaves' values at the transition, by name or topic (`"unknown"` for an unknown leaf).
+        public var conditions: [(key: String, value: JSONValue)]?
+        /// The members holding at the transition, by name (sorted).
+        public var members: [String]?
 
         public var description: String {
             var text = "\(RuleDuration.format(at)) \(transition.rawValue) \(rule)"
@@ -44,6 +50,10 @@ public struct RuleTestSuite: Sendable {
             }
             if let topic { text += " → \(topic)" }
             if let payload { text += " \(payload.jsonText)" }
+            if let conditions {
+                text += " " + conditions.map { "\($0.key)=\($0.value.textValue)" }.joined(separator: ",")
+            }
+            if let members { text += " members " + members.joined(separator: ",") }
             return text
         }
     }
@@ -161,7 +171,7 @@ public struct RuleTestSuite: Sendable {
             let entries = reader.mapping(
                 node,
                 what: "an expected transition",
-                allowed: ["at", "rule", "transition", "labels", "topic", "payload", "log"]
+                allowed: ["at", "rule", "transition", "labels", "topic", "payload", "log", "conditions", "members"]
             )
         else { return nil }
         guard let atEntry = entries["at"], let at = reader.duration(atEntry.value, what: "'at'"),
@@ -180,6 +190,18 @@ public struct RuleTestSuite: Sendable {
         if let entry = entries["labels"], case .object(let pairs)? = reader.json(entry.value, what: "'labels'") {
             labels = Dictionary(pairs.map { ($0.key, $0.value.textValue) }, uniquingKeysWith: { $1 })
         }
+        var conditions: [(key: String, value: JSONValue)]?
+        if let entry = entries["conditions"] {
+            if case .object(let pairs)? = reader.json(entry.value, what: "'conditions'") {
+                conditions = pairs
+            } else {
+                reader.error(entry.value, "'conditions' must map leaf names or topics to values")
+            }
+        }
+        var members: [String]?
+        if let entry = entries["members"], let items = reader.sequence(entry.value, what: "'members'") {
+            members = items.compactMap { reader.string($0, what: "a member") }.sorted()
+        }
         return Expectation(
             at: at,
             rule: rule,
@@ -187,7 +209,9 @@ public struct RuleTestSuite: Sendable {
             labels: labels,
             topic: entries["topic"].flatMap { reader.string($0.value, what: "'topic'") },
             payload: entries["payload"].flatMap { reader.json($0.value, what: "'payload'") },
-            log: entries["log"].flatMap { reader.string($0.value, what: "'log'") }
+            log: entries["log"].flatMap { reader.string($0.value, what: "'log'") },
+            conditions: conditions,
+            members: members
         )
     }
 
@@ -225,6 +249,18 @@ public struct RuleTestSuite: Sendable {
         {
             return false
         }
+        for (key, expected) in expectation.conditions ?? [] {
+            guard let condition = record.conditions.first(where: { $0.name == key || $0.topic == key }) else {
+                return false
+            }
+            let actual = condition.truth == .unknown ? JSONValue.string("unknown") : condition.value ?? .null
+            if actual != expected { return false }
+        }
+        if let members = expectation.members,
+            members != record.conditions.filter({ $0.truth == .true }).compactMap(\.name).sorted()
+        {
+            return false
+        }
         let own = actions.filter {
             $0.timestamp == record.timestamp && $0.ruleID == record.ruleID && $0.labels == record.labels
                 && $0.transition == record.transition
@@ -244,6 +280,13 @@ public struct RuleTestSuite: Sendable {
         return true
     }
 
+    /// A group's holding members, as an expectation names them.
+    static func membersText(_ record: TransitionRecord) -> String {
+        guard record.conditions.first?.isMember == true else { return "" }
+        return " members "
+            + record.conditions.filter { $0.truth == .true }.compactMap(\.name).sorted().joined(separator: ",")
+    }
+
     static func sideBySide(_ expected: [Expectation], _ actual: [TransitionRecord]) -> String {
         let left = ["expected"] + expected.map(\.description)
         let right =
@@ -251,7 +294,7 @@ public struct RuleTestSuite: Sendable {
             + actual.map { record in
                 "\(RuleDuration.format(record.timestamp)) \(record.transition.rawValue) \(record.ruleID)"
                     + (record.labels.isEmpty ? "" : " " + record.labels.map(\.description).joined(separator: ","))
-                    + " (\(record.reason))"
+                    + RuleTestSuite.membersText(record) + " (\(record.reason))"
             }
         let width = max(40, left.map(\.count).max() ?? 0)
         var lines: [String] = []

@@ -343,7 +343,7 @@ struct CombinedRuleTests {
                 .log(message: "t1: 2 probes hot, last 92"),
             ]
         )
-        #expect(outcome.actions[0].reason == "all holds: humidity=85 (true), temperature=26.5 (true)")
+        #expect(outcome.actions[0].reason == "all(humidity=85 (true), temperature=26.5 (true)) holds")
         #expect(outcome.actions[2].reason == "2 of 2 above 90 (match: at_least 2)")
         // The transition carries every leaf that decided it, for the audit line.
         let audit = AuditLine.line(for: outcome.transitions[0], in: rules)
@@ -424,21 +424,77 @@ struct CombinedRuleTests {
         #expect(events.contains { if case .transition(let record) = $0 { record.transition == .fire } else { false } })
     }
 
-    @Test func aSingleConditionKeepsTheDefinitionHashOfEarlierVersions() throws {
-        // Written by the version before combinations: a snapshot saved then must still restore.
-        let rules = try loadRules(
-            """
+    /// The hashes that the version before combinations computed for the shipped single-condition rules
+    /// (built from a6fb894): a snapshot it saved in `--state-dir` must still restore after an upgrade.
+    @Test func singleConditionsKeepTheDefinitionHashesOfEarlierVersions() throws {
+        let rules = try RuleLoader.load([
+            RuleSource(path: "server-room.yaml", text: Self.serverRoomBeforeCombinations),
+            RuleSource(path: "cold-chain.yaml", text: Self.coldChainBeforeCombinations),
+        ])
+        #expect(
+            rules.rules.map { "\($0.id) \($0.definitionHash)" } == [
+                "rack-cooling 9a33d9c6ccaaaaf6", "rack-overheat 83c0dd916f5be548",
+                "freezer-door-open 65f30137f8e0c804", "freezer-warm d8619c807fd7e4d7",
+            ]
+        )
+    }
+
+    static let serverRoomBeforeCombinations = """
+            # Server room: cool a rack that runs hot, with hysteresis so the cooling does not flap.
             rules:
-              - id: cooling
+              - id: rack-cooling
+                description: Switch a rack's cooling on above 30 °C for 5 s; off again at 28 °C, after at least 15 s.
                 topic: sensors/{rack}/temperature
+                field: value
                 above: 30
                 clear: 28
-                for: 10s
+                for: 5s
+                cooldown: 10s
+                min_on: 15s
+                severity: warning
                 on_fire:
                   - publish: {topic: "actuators/{rack}/cooling/set", payload: {state: "on"}}
-            """
-        )
-        #expect(rules.rules[0].definitionFingerprint.hasPrefix(#"Rule(id: "cooling", description: nil, topic: "#))
-        #expect(!rules.rules[0].definitionFingerprint.contains("leaves"))
-    }
+                on_clear:
+                  - publish: {topic: "actuators/{rack}/cooling/set", payload: {state: "off"}}
+
+              - id: rack-overheat
+                description: Page someone when a rack passes 40 °C; a silent sensor for 2 minutes is as bad.
+                topic: sensors/{rack}/temperature
+                above: 40
+                clear: 35
+                stale: 2m
+                severity: critical
+                on_fire:
+                  - log: "rack {rack} critical: {value} °C (threshold {threshold})"
+        """
+
+    static let coldChainBeforeCombinations = """
+            # Cold chain: freezers must stay cold and closed.
+            rules:
+              - id: freezer-door-open
+                description: A freezer door left open for more than 2 minutes.
+                topic: sensors/{freezer}/door
+                equals: open
+                for: 2m
+                severity: warning
+                on_fire:
+                  - publish: {topic: "alerts/{freezer}/door", payload: {state: "open", severity: "{severity}"}}
+                on_clear:
+                  - publish: {topic: "alerts/{freezer}/door", payload: {state: "closed"}}
+
+              - id: freezer-warm
+                description: Run the compressor hard when the freezer is warmer than -15 °C; relax at -20 °C.
+                  A cabinet temperature sensor silent for 5 minutes also starts it (fail safe).
+                topic: sensors/{freezer}/cabinet_temperature
+                above: -15
+                clear: -20
+                for: 30s
+                stale: 5m
+                min_off: 1m
+                severity: critical
+                on_fire:
+                  - publish: {topic: "actuators/{freezer}/compressor/set", payload: {state: "on"}}
+                on_clear:
+                  - publish: {topic: "actuators/{freezer}/compressor/set", payload: {state: "off"}}
+        """
 }
