@@ -39,6 +39,10 @@ enum LivePage {
           .inactive { color: var(--ok); }
           .muted { color: var(--muted); }
           td.why { min-width: 14em; }
+          td.leaves { max-width: 13em; }
+          .leaf { display: inline-block; white-space: nowrap; margin-right: 0.7em; }
+          .leaf.true { color: var(--fire); }
+          .leaf.unknown { color: var(--muted); font-style: italic; }
           svg { display: block; }
         </style>
         </head>
@@ -82,6 +86,23 @@ enum LivePage {
           return svg;
         }
         function labels(object) { return Object.entries(object || {}).map(([k, v]) => k + "=" + v).join(", "); }
+        // A combined rule's leaves or a group's members: name or topic, value, and its truth as a colour
+        // (unknown in grey italics, with why on hover).
+        function conditions(instance) {
+          const list = instance.conditions || instance.members;
+          if (!list) return instance.last_value;
+          const span = document.createElement("span");
+          for (const c of list) {
+            const part = document.createElement("span");
+            part.className = "leaf " + c.truth;
+            part.dataset.truth = c.truth;
+            const value = typeof c.value === "number" ? Math.round(c.value * 100) / 100 : text(c.value);
+            part.textContent = (c.name || c.topic) + " " + value + (c.truth === "unknown" ? " ?" : "");
+            if (c.unknown_because) part.title = c.unknown_because;
+            span.appendChild(part);
+          }
+          return span;
+        }
         function draw(snapshot) {
           const status = document.getElementById("status");
           const broker = snapshot.broker || { connected: true };
@@ -95,7 +116,7 @@ enum LivePage {
           });
           fill("instances", snapshot.instances, (row, i) => {
             cell(row, i.rule); cell(row, labels(i.labels)); cell(row, i.state, i.state);
-            cell(row, i.last_value, "num"); cell(row, i.last_reason, "muted why");
+            cell(row, conditions(i), "leaves"); cell(row, i.last_reason, "muted why");
           });
           fill("actuators", snapshot.actuators, (row, a) => {
             cell(row, a.topic); cell(row, a.state, a.state === "on" || a.state === "open" ? "firing" : ""); cell(row, clock(a.at), "muted");

@@ -16,8 +16,8 @@ struct LivePageTests {
     /// The demo's sensors on the shipped rules' topics.
     static let demoSensors = [
         "sensors/freezer-1/cabinet_temperature", "sensors/freezer-1/door", "sensors/gh-1/air_temperature",
-        "sensors/gh-1/humidity", "sensors/gh-1/soil_moisture", "sensors/rack-a1/temperature",
-        "sensors/rack-a2/temperature",
+        "sensors/gh-1/humidity", "sensors/gh-1/soil_moisture", "sensors/gh-1/window", "sensors/rack-a1/temperature",
+        "sensors/rack-a2/temperature", "sensors/freezer-1/probe-a/temperature",
     ]
 
     static func browse(_ arguments: [String]) async throws -> ChildProcess {
@@ -61,6 +61,10 @@ struct LivePageTests {
         let dom = try await Self.browse(["--dump-dom", page.absoluteString]).output.joined(separator: "\n")
         for sensor in Self.demoSensors { #expect(dom.contains("data-topic=\"\(sensor)\""), "\(sensor) not drawn") }
         #expect(dom.contains("rack-cooling"))
+        // A combined rule's instance shows each of its leaves, a group each of its members.
+        #expect(dom.contains("greenhouse-vent") && dom.contains(#"<span class="leaf"#))
+        #expect(dom.contains(">humidity ") && dom.contains(">temperature ") && dom.contains(">window "))
+        #expect(dom.contains("freezer-probes-warm") && dom.contains(">probe-a "))
         #expect(dom.contains("actuators/rack-a1/cooling/state"))
         #expect(!dom.contains("connecting…"), "the first snapshot was not drawn")
 
