@@ -4,6 +4,7 @@
 #include "AllocationCounter.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -61,4 +62,8 @@ void allocation_counter_start(void) {
 uint64_t allocation_counter_stop(void) {
     atomic_store(&counting, 0);
     return atomic_load(&allocations);
+}
+
+uint64_t allocation_counter_heap_bytes_in_use(void) {
+    return (uint64_t)mallinfo2().uordblks;
 }

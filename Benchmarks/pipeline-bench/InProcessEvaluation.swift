@@ -20,6 +20,64 @@ enum InProcessEvaluation {
         EngineUnderTest.ruleFile(prefix: "bench", ruleCount: ruleCount)
     }
 
+    /// 10 rules over two sensors of a device (`all` of a temperature and a humidity leaf): a reading on
+    /// either matches 10 leaves, as a reading matches 10 single conditions in `ruleFile`.
+    static func twoLeafRuleFile() -> String {
+        var text = "rules:\n"
+        for index in 0..<10 {
+            text += """
+                  - id: hot-and-humid-\(index)
+                    all:
+                      - {topic: "bench/sensors/{device}/temperature", above: \(25 + index), clear: \(23 + index)}
+                      - {topic: "bench/sensors/{device}/humidity", above: \(60 + index), clear: \(58 + index)}
+                    on_fire:
+                      - publish: {topic: "bench/actuators/{device}/cooling-\(index)/set", payload: {state: "on"}}
+                    on_clear:
+                      - publish: {topic: "bench/actuators/{device}/cooling-\(index)/set", payload: {state: "off"}}
+
+                """
+        }
+        return text
+    }
+
+    /// Readings alternating between each sensor's temperature and humidity (random walks around the rules'
+    /// thresholds), in the same payload shape as `makeReadings`.
+    static func makeTwoSensorReadings(count: Int, sensors: Int) -> [Reading] {
+        var generator = SystemRandomNumberGenerator()
+        // Temperatures start at 24 °C, humidities at 62 %: both walk across the rules' thresholds.
+        var values = (0..<sensors * 2).map { $0 % 2 == 0 ? 24.0 : 62.0 }
+        return (0..<count).map { index in
+            let sensor = (index / 2) % sensors
+            let humidity = index % 2 == 1
+            let slot = sensor * 2 + (humidity ? 1 : 0)
+            let (low, high) = humidity ? (50.0, 80.0) : (15.0, 40.0)
+            values[slot] = min(high, max(low, values[slot] + Double.random(in: -0.8...0.8, using: &generator)))
+            let payload =
+                "{\"value\":\(Int(values[slot] * 100))e-2,\"unit\":\"C\",\"seq\":\(index / (sensors * 2) + 1),\"sensor\":\"dev-\(sensor)\"}"
+            return Reading(
+                topic: "bench/sensors/dev-\(sensor)/\(humidity ? "humidity" : "temperature")",
+                payload: payload,
+                timestamp: Int64(index / 10)
+            )
+        }
+    }
+
+    /// Heap bytes an evaluator holds per instance once `readings` created them (glibc's count of bytes in
+    /// use, before and after; the rule set itself is loaded before the first count).
+    static func bytesPerInstance(ruleFile: String, readings: [Reading]) throws -> (bytes: Double, instances: Int) {
+        let ruleSet = try RuleLoader.load([RuleSource(path: "bench.yaml", text: ruleFile)])
+        let before = allocation_counter_heap_bytes_in_use()
+        var evaluator = Evaluator(ruleSet: ruleSet)
+        var events: [EvaluationEvent] = []
+        for reading in readings {
+            evaluator.process(reading, into: &events)
+            events.removeAll(keepingCapacity: true)
+        }
+        let after = allocation_counter_heap_bytes_in_use()
+        let instances = evaluator.instanceCount
+        return withExtendedLifetime(evaluator) { (Double(after - before) / Double(max(1, instances)), instances) }
+    }
+
     /// Readings of `sensors` sensors, round robin, each a random walk (`steady`: inside every rule's
     /// hysteresis band, so no transition happens).
     static func makeReadings(count: Int, sensors: Int, steady: Bool) -> [Reading] {
@@ -50,7 +108,19 @@ enum InProcessEvaluation {
 
     /// Median of `runs`; each run warms a new evaluator with one reading per sensor, then times the rest.
     static func measure(ruleCount: Int, readings: [Reading], sensors: Int, runs: Int) throws -> Result {
-        let ruleSet = try RuleLoader.load([RuleSource(path: "bench.yaml", text: ruleFile(ruleCount: ruleCount))])
+        try measure(
+            ruleFile: ruleFile(ruleCount: ruleCount),
+            ruleCount: ruleCount,
+            readings: readings,
+            sensors: sensors,
+            runs: runs
+        )
+    }
+
+    /// Median of `runs` over any rule file; the first `sensors` readings warm each new evaluator.
+    static func measure(ruleFile: String, ruleCount: Int, readings: [Reading], sensors: Int, runs: Int) throws -> Result
+    {
+        let ruleSet = try RuleLoader.load([RuleSource(path: "bench.yaml", text: ruleFile)])
         var rates: [Double] = []
         var allocations: [Double] = []
         var result = Result(rules: ruleCount, readingsPerSecond: 0, allocationsPerReading: 0, instances: 0, actions: 0)

@@ -197,6 +197,64 @@ if want(4) {
     )
 }
 
+// 4c. Rules over two sensors (`all` of two leaves) beside single conditions, at 10 matching leaves per reading
+// either way: the cost per matching leaf, and the heap bytes per instance.
+for sensors in [sizes.inProcessSensors, 100] where want(4) {
+    let cached = sensors == 100 ? ", 100 devices (cache-resident)" : ""
+    let single = try InProcessEvaluation.measure(
+        ruleCount: 10,
+        readings: InProcessEvaluation.makeReadings(count: sizes.inProcessReadings, sensors: sensors, steady: false),
+        sensors: sensors,
+        runs: runs
+    )
+    let twoSensorReadings = InProcessEvaluation.makeTwoSensorReadings(count: sizes.inProcessReadings, sensors: sensors)
+    let twoLeaf = try InProcessEvaluation.measure(
+        ruleFile: InProcessEvaluation.twoLeafRuleFile(),
+        ruleCount: 10,
+        readings: twoSensorReadings,
+        sensors: sensors * 2,
+        runs: runs
+    )
+    report.add(
+        4,
+        "in process, 10 single-condition rules\(cached)",
+        single.readingsPerSecond,
+        "readings/s",
+        "10 matching leaves per reading; \(single.actions) actions"
+    )
+    report.add(
+        4,
+        "in process, 10 two-leaf rules (all)\(cached)",
+        twoLeaf.readingsPerSecond,
+        "readings/s",
+        "\(ratio(single.readingsPerSecond, twoLeaf.readingsPerSecond)) the cost per matching leaf of single "
+            + "conditions (goal ≤ 1.5×); \(twoLeaf.actions) actions, \(twoLeaf.allocationsPerReading) allocs/reading"
+    )
+    guard sensors == sizes.inProcessSensors else { continue }
+    let singleMemory = try InProcessEvaluation.bytesPerInstance(
+        ruleFile: InProcessEvaluation.ruleFile(ruleCount: 10),
+        readings: InProcessEvaluation.makeReadings(count: sensors, sensors: sensors, steady: true)
+    )
+    let twoLeafMemory = try InProcessEvaluation.bytesPerInstance(
+        ruleFile: InProcessEvaluation.twoLeafRuleFile(),
+        readings: Array(twoSensorReadings.prefix(sensors * 2))
+    )
+    report.add(
+        4,
+        "  heap bytes per instance, single condition",
+        singleMemory.bytes,
+        "bytes",
+        "\(singleMemory.instances) instances (with routes and seq memory)"
+    )
+    report.add(
+        4,
+        "  heap bytes per instance, two leaves (all)",
+        twoLeafMemory.bytes,
+        "bytes",
+        "\(twoLeafMemory.instances) instances; \(ratio(twoLeafMemory.bytes, singleMemory.bytes)) of a single condition"
+    )
+}
+
 // 5. Engine memory with 10,000 sensors x 1,000 rules (100,000 instances).
 if want(5) {
     let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)

@@ -10,22 +10,24 @@ public enum Truth: String, Hashable, Sendable, CaseIterable {
 
     /// `all`: false when any is false, true when all are true, otherwise unknown.
     public static func all(_ values: some Sequence<Truth>) -> Truth {
-        var result = Truth.true
-        for value in values {
-            if value == .false { return .false }
-            if value == .unknown { result = .unknown }
-        }
-        return result
+        values.reduce(.true, and)
     }
 
     /// `any`: true when any is true, false when all are false, otherwise unknown.
     public static func any(_ values: some Sequence<Truth>) -> Truth {
-        var result = Truth.false
-        for value in values {
-            if value == .true { return .true }
-            if value == .unknown { result = .unknown }
-        }
-        return result
+        values.reduce(.false, or)
+    }
+
+    /// Kleene's `and` of two values.
+    @inline(__always)
+    static func and(_ left: Truth, _ right: Truth) -> Truth {
+        left == .false || right == .false ? .false : left == .true && right == .true ? .true : .unknown
+    }
+
+    /// Kleene's `or` of two values.
+    @inline(__always)
+    static func or(_ left: Truth, _ right: Truth) -> Truth {
+        left == .true || right == .true ? .true : left == .false && right == .false ? .false : .unknown
     }
 
     /// `not`: swaps true and false, keeps unknown.
@@ -49,11 +51,14 @@ public enum Truth: String, Hashable, Sendable, CaseIterable {
 }
 
 extension Evaluator {
-    /// The state of one condition for one set of its captured values: a leaf (shared by every instance
-    /// whose labels it captures) or a member of a group.
+    /// The state of one condition for one set of its captured values: a leaf of one instance (a leaf that
+    /// captures every name of its rule), a leaf shared by every instance whose labels it captures, or a
+    /// member of a group.
     struct ConditionState: Sendable {
         var rule: Int32
         var leaf: Int32
+        /// The one instance that reads it; -1 for a shared leaf (its readers are in `sharedReaders`).
+        var owner: Int32
         /// Whether it held at its last usable reading, with hysteresis: a leaf latches from the reading that
         /// passes its threshold until one reaches its clear level.
         var latched = false
@@ -65,8 +70,6 @@ extension Evaluator {
         var lastValue: JSONValue?
         /// The values its topic captured, in its topic's `captureNames` order.
         var labels: [String]
-        /// The instances that read it.
-        var dependents: [Int32] = []
 
         var freshSince: Int64? {
             get { Instance.optional(storedFreshSince) }
@@ -86,21 +89,34 @@ extension Evaluator {
         }
     }
 
-    /// Where a condition state is found: its rule, its leaf and its captured values.
+    /// Where a shared leaf's or a member's state is found: its rule, its leaf and its captured values (a
+    /// leaf that one instance owns is found through the instance).
     struct ConditionKey: Hashable, Sendable {
         var rule: Int32
         var leaf: Int32
         var labels: [String]
     }
 
-    /// The slot of a condition state, created unknown when it does not exist yet; `created` tells which.
-    mutating func conditionSlot(rule: Int, leaf: Int, labels: [String]) -> (slot: Int32, created: Bool) {
+    /// A new condition state's slot.
+    mutating func appendCondition(rule: Int, leaf: Int, labels: [String], owner: Int32) -> Int32 {
+        conditions.append(ConditionState(rule: Int32(rule), leaf: Int32(leaf), owner: owner, labels: labels))
+        return Int32(conditions.count - 1)
+    }
+
+    /// The slot of a shared leaf's or a member's state, created unknown when it does not exist yet; `created`
+    /// tells which.
+    mutating func keyedCondition(rule: Int, leaf: Int, labels: [String], owner: Int32) -> (slot: Int32, created: Bool) {
         let key = ConditionKey(rule: Int32(rule), leaf: Int32(leaf), labels: labels)
         if let slot = conditionSlots[key] { return (slot, false) }
-        let slot = Int32(conditions.count)
-        conditions.append(ConditionState(rule: Int32(rule), leaf: Int32(leaf), labels: labels))
+        let slot = appendCondition(rule: rule, leaf: leaf, labels: labels, owner: owner)
         conditionSlots[key] = slot
         return (slot, true)
+    }
+
+    /// Whether a leaf of a combination captures fewer names than its rule (shared by several instances).
+    func isShared(rule ruleIndex: Int, leaf leafIndex: Int) -> Bool {
+        let rule = ruleSet.rules[ruleIndex]
+        return rule.grouping == nil && rule.leaves[leafIndex].topic.captureNames.count < rule.captureNames.count
     }
 
     /// Resolves a topic matched by a combined or grouped rule's leaf: the condition state it feeds, and the
@@ -108,36 +124,42 @@ extension Evaluator {
     mutating func resolveCondition(rule ruleIndex: Int, leaf leafIndex: Int, captured: [String]) -> Int32 {
         let rule = ruleSet.rules[ruleIndex]
         let leaf = rule.leaves[leafIndex]
-        let (state, created) = conditionSlot(rule: ruleIndex, leaf: leafIndex, labels: captured)
         if let grouping = rule.grouping {
-            let labels = grouping.captureNames.map { name in
-                captured[leaf.topic.captureNames.firstIndex(of: name)!]
-            }
+            let labels = grouping.captureNames.map { captured[leaf.topic.captureNames.firstIndex(of: $0)!] }
             let instance = combinedSlot(rule: ruleIndex, labels: labels)
-            if created {
-                conditions[Int(state)].dependents.append(instance)
-                instances[Int(instance)].inputs.append(state)
-            }
-        } else if leaf.topic.captureNames.count == rule.captureNames.count {
-            let labels = rule.captureNames.map { captured[leaf.topic.captureNames.firstIndex(of: $0)!] }
-            _ = combinedSlot(rule: ruleIndex, labels: labels)
+            let (member, created) = keyedCondition(rule: ruleIndex, leaf: leafIndex, labels: captured, owner: instance)
+            if created { instances[Int(instance)].inputs.append(member) }
+            return member
         }
-        return state
+        if isShared(rule: ruleIndex, leaf: leafIndex) {
+            return keyedCondition(rule: ruleIndex, leaf: leafIndex, labels: captured, owner: -1).slot
+        }
+        let labels =
+            leaf.topic.captureNames == rule.captureNames
+            ? captured : rule.captureNames.map { captured[leaf.topic.captureNames.firstIndex(of: $0)!] }
+        return instances[Int(combinedSlot(rule: ruleIndex, labels: labels))].inputs[leafIndex]
     }
 
     /// The slot of a combined or grouped rule's instance, created inactive when it does not exist yet; a
-    /// combination's instance is linked to the state of each of its leaves (shared leaves included).
+    /// combination's instance gets a state for each leaf it owns and reads the shared ones.
     mutating func combinedSlot(rule ruleIndex: Int, labels: [String]) -> Int32 {
         if let slot = slotsByLabels[ruleIndex][labels] { return slot }
         let slot = self.slot(rule: ruleIndex, labels: labels)
         let rule = ruleSet.rules[ruleIndex]
         guard rule.grouping == nil else { return slot }
         var inputs: [Int32] = []
+        inputs.reserveCapacity(rule.leaves.count)
         for (leafIndex, leaf) in rule.leaves.enumerated() {
-            let leafLabels = leaf.topic.captureNames.map { labels[rule.captureNames.firstIndex(of: $0)!] }
-            let state = conditionSlot(rule: ruleIndex, leaf: leafIndex, labels: leafLabels).slot
-            conditions[Int(state)].dependents.append(slot)
-            inputs.append(state)
+            let leafLabels =
+                leaf.topic.captureNames == rule.captureNames
+                ? labels : leaf.topic.captureNames.map { labels[rule.captureNames.firstIndex(of: $0)!] }
+            if isShared(rule: ruleIndex, leaf: leafIndex) {
+                let state = keyedCondition(rule: ruleIndex, leaf: leafIndex, labels: leafLabels, owner: -1).slot
+                sharedReaders[state, default: []].append(slot)
+                inputs.append(state)
+            } else {
+                inputs.append(appendCondition(rule: ruleIndex, leaf: leafIndex, labels: leafLabels, owner: slot))
+            }
         }
         instances[Int(slot)].inputs = inputs
         return slot
@@ -154,18 +176,22 @@ extension Evaluator {
         let state = Int(target.slot)
         let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
         evaluatedConditions.append(target.slot)
+        // The common case, a number for a threshold, without building a Result.
+        if core.valueType == .number, !core.comparesByEquality,
+            case .number(let number)? = fieldValues[Int(target.field) + 1]
+        {
+            conditions[state].latched = core.holds(number: number, firing: conditions[state].latched)
+            observeUsable(.number(number), state: state, at: time)
+            return
+        }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            conditions[state].latched = core.holds(value, latched: conditions[state].latched)
-            conditions[state].usable = true
-            conditions[state].lastValue = value
-            conditions[state].lastReadingAt = time
-            conditions[state].freshSince = time
-            conditionProblems[target.slot] = nil
-            for dependent in conditions[state].dependents {
-                instances[Int(dependent)].lastValue = value
-                instances[Int(dependent)].lastReadingAt = time
-            }
+            conditions[state].latched = core.holds(
+                value,
+                expected: core.comparesByEquality ? ruleSet.equalsValues[Int(target.rule)][Int(target.leaf)] : nil,
+                latched: conditions[state].latched
+            )
+            observeUsable(value, state: state, at: time)
         case .failure(var problem):
             if case .missingField = problem {
                 problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
@@ -179,22 +205,54 @@ extension Evaluator {
         }
     }
 
+    /// Takes in a usable reading's value (its latched state is already updated): the state and the instances
+    /// that read it remember the value and when it came.
+    mutating func observeUsable(_ value: JSONValue, state: Int, at time: Int64) {
+        let (owner, wasUsable) = conditions.withUnsafeMutableBufferPointer { conditions in
+            let wasUsable = conditions[state].usable
+            conditions[state].usable = true
+            conditions[state].lastValue = value
+            conditions[state].storedLastReadingAt = time
+            conditions[state].storedFreshSince = time
+            return (conditions[state].owner, wasUsable)
+        }
+        if !wasUsable { conditionProblems[Int32(state)] = nil }
+        if owner >= 0 {
+            instances.withUnsafeMutableBufferPointer { instances in
+                instances[Int(owner)].lastValue = value
+                instances[Int(owner)].storedLastReadingAt = time
+            }
+        } else {
+            for reader in sharedReaders[Int32(state)] ?? [] {
+                instances[Int(reader)].lastValue = value
+                instances[Int(reader)].storedLastReadingAt = time
+            }
+        }
+    }
+
     /// Steps, once each and in order, every instance that reads a condition state evaluated since the last
     /// call: a reading that feeds two leaves of one instance moves it once, with both leaves up to date.
     mutating func stepDependents(at time: Int64, into events: inout [EvaluationEvent]) {
-        guard !evaluatedConditions.isEmpty else { return }
-        defer { evaluatedConditions.removeAll(keepingCapacity: true) }
-        if evaluatedConditions.count == 1 {
-            for dependent in conditions[Int(evaluatedConditions[0])].dependents {
-                recombine(slot: Int(dependent), at: time, into: &events)
+        switch evaluatedConditions.count {
+        case 0: return
+        case 1:
+            let state = evaluatedConditions[0]
+            evaluatedConditions.removeLast()
+            let owner = conditions[Int(state)].owner
+            if owner >= 0 {
+                recombine(slot: Int(owner), at: time, into: &events)
+            } else {
+                for reader in sharedReaders[state] ?? [] { recombine(slot: Int(reader), at: time, into: &events) }
             }
-            return
-        }
-        var seen = Set<Int32>()
-        for state in evaluatedConditions {
-            for dependent in conditions[Int(state)].dependents where seen.insert(dependent).inserted {
-                recombine(slot: Int(dependent), at: time, into: &events)
+        default:
+            var seen = Set<Int32>()
+            for state in evaluatedConditions {
+                let owner = conditions[Int(state)].owner
+                for reader in owner >= 0 ? [owner] : sharedReaders[state] ?? [] where seen.insert(reader).inserted {
+                    recombine(slot: Int(reader), at: time, into: &events)
+                }
             }
+            evaluatedConditions.removeAll(keepingCapacity: true)
         }
     }
 
@@ -203,41 +261,47 @@ extension Evaluator {
     mutating func recombine(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
         let ruleIndex = Int(instances[slot].rule)
         let truth = self.truth(ofInstance: slot, at: time)
-        switch (truth, ruleSet.cores[ruleIndex].onUnknown) {
-        case (.true, _), (.unknown, .fire):
-            if !instances[slot].holds {
-                instances[slot].holds = true
-                instances[slot].holdsSince = time
+        let policy = ruleSet.unknownPolicies[ruleIndex]
+        let deadline =
+            ruleSet.hasStaleConditions[ruleIndex] ? nextConditionDeadline(ofInstance: slot, after: time) : nil
+        instances.withUnsafeMutableBufferPointer { instances in
+            switch (truth, policy) {
+            case (.true, _), (.unknown, .fire):
+                if !instances[slot].holds {
+                    instances[slot].holds = true
+                    instances[slot].holdsSince = time
+                }
+            case (.false, _), (.unknown, .clear):
+                instances[slot].holds = false
+                instances[slot].holdsSince = nil
+            case (.unknown, .keep):
+                break  // as if the reading had not arrived
             }
-        case (.false, _), (.unknown, .clear):
-            instances[slot].holds = false
-            instances[slot].holdsSince = nil
-        case (.unknown, .keep):
-            break  // as if the reading had not arrived
+            instances[slot].conditionDeadline = deadline
         }
-        instances[slot].conditionDeadline = nextConditionDeadline(ofInstance: slot, after: time)
         step(slot: slot, at: time, into: &events)
     }
 
-    /// A combined or grouped instance's truth at `time`.
-    func truth(ofInstance slot: Int, at time: Int64) -> Truth {
-        let instance = instances[slot]
-        let ruleIndex = Int(instance.rule)
-        let rule = ruleSet.rules[ruleIndex]
-        if let grouping = rule.grouping {
-            let (holding, unknown) = memberCounts(instance, at: time)
-            return Truth.vote(grouping.match, holding: holding, unknown: unknown, total: instance.inputs.count)
+    /// A combined or grouped instance's truth at `time`. (It changes nothing: `mutating` only so that
+    /// `recombine` calls it without copying the whole evaluator, which a non-mutating call from a mutating
+    /// one did, 288 bytes per instance moved.)
+    mutating func truth(ofInstance slot: Int, at time: Int64) -> Truth {
+        let ruleIndex = Int(instances[slot].rule)
+        if let match = ruleSet.matches[ruleIndex] {
+            let (holding, unknown) = memberCounts(ofInstance: slot, at: time)
+            return Truth.vote(match, holding: holding, unknown: unknown, total: instances[slot].inputs.count)
         }
-        guard let combination = rule.combination else { return instance.holds ? .true : .false }
-        return truth(of: combination, inputs: instance.inputs, rule: ruleIndex, at: time)
+        var node = Int(ruleSet.combinationStarts[ruleIndex])
+        guard node >= 0 else { return instances[slot].holds ? .true : .false }
+        return truth(atNode: &node, instance: slot, rule: ruleIndex, at: time)
     }
 
     /// How many members of a group hold, and how many are unknown, at `time`.
-    func memberCounts(_ instance: Instance, at time: Int64) -> (holding: Int, unknown: Int) {
-        let stale = ruleSet.conditionCores[Int(instance.rule)][0].staleMilliseconds
+    func memberCounts(ofInstance slot: Int, at time: Int64) -> (holding: Int, unknown: Int) {
+        let stale = ruleSet.conditionCores[Int(instances[slot].rule)][0].staleMilliseconds
         var holding = 0
         var unknown = 0
-        for member in instance.inputs {
+        for member in instances[slot].inputs {
             switch conditions[Int(member)].truth(at: time, stale: stale) {
             case .true: holding += 1
             case .unknown: unknown += 1
@@ -247,31 +311,42 @@ extension Evaluator {
         return (holding, unknown)
     }
 
-    func truth(of combination: Rule.Combination, inputs: [Int32], rule: Int, at time: Int64) -> Truth {
-        switch combination {
-        case .leaf(let leaf):
-            return conditions[Int(inputs[leaf])].truth(
+    /// The truth of the combination node at `node` (in `RuleSet.combinationNodes`, preorder), leaving `node`
+    /// just past it and its elements.
+    func truth(atNode node: inout Int, instance slot: Int, rule: Int, at time: Int64) -> Truth {
+        let current = ruleSet.combinationNodes[node]
+        node += 1
+        switch current.kind {
+        case .leaf:
+            let leaf = Int(current.value)
+            return conditions[Int(instances[slot].inputs[leaf])].truth(
                 at: time,
                 stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
             )
-        case .all(let elements):
-            return Truth.all(elements.lazy.map { truth(of: $0, inputs: inputs, rule: rule, at: time) })
-        case .any(let elements):
-            return Truth.any(elements.lazy.map { truth(of: $0, inputs: inputs, rule: rule, at: time) })
-        case .not(let element):
-            return truth(of: element, inputs: inputs, rule: rule, at: time).negated
+        case .all:
+            var result = Truth.true
+            for _ in 0..<current.value {
+                result = Truth.and(result, truth(atNode: &node, instance: slot, rule: rule, at: time))
+            }
+            return result
+        case .any:
+            var result = Truth.false
+            for _ in 0..<current.value {
+                result = Truth.or(result, truth(atNode: &node, instance: slot, rule: rule, at: time))
+            }
+            return result
+        case .not:
+            return truth(atNode: &node, instance: slot, rule: rule, at: time).negated
         }
     }
 
     /// The earliest time after `time` at which one of an instance's conditions goes stale.
-    func nextConditionDeadline(ofInstance slot: Int, after time: Int64) -> Int64? {
-        let instance = instances[slot]
-        let rule = Int(instance.rule)
-        let grouped = ruleSet.rules[rule].grouping != nil
+    mutating func nextConditionDeadline(ofInstance slot: Int, after time: Int64) -> Int64? {  // mutating: as above
+        let rule = Int(instances[slot].rule)
+        let grouped = ruleSet.matches[rule] != nil
         var earliest: Int64?
-        for (position, state) in instance.inputs.enumerated() {
-            let condition = conditions[Int(state)]
-            guard condition.usable, let since = condition.freshSince,
+        for (position, state) in instances[slot].inputs.enumerated() {
+            guard conditions[Int(state)].usable, let since = conditions[Int(state)].freshSince,
                 let stale = ruleSet.conditionCores[rule][grouped ? 0 : position].staleMilliseconds,
                 since + stale > time
             else { continue }

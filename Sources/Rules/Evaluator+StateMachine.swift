@@ -103,7 +103,11 @@ extension Evaluator {
         if kind == .clear, core.isSingleCondition {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
             if let value = instance.lastValue, !instance.stale {
-                instance.holds = core.condition.holds(value, latched: false)
+                instance.holds = core.condition.holds(
+                    value,
+                    expected: ruleSet.equalsValues[Int(instance.rule)][0],
+                    latched: false
+                )
                 instance.holdsSince = instance.holds ? time : nil
             }
         }

@@ -20,7 +20,10 @@ public struct Evaluator: Sendable {
     var lastReasons: [Int32: String] = [:]
     /// The states of combined rules' leaves and groups' members, addressed by slot like instances.
     var conditions: ContiguousArray<ConditionState> = []
+    /// Shared leaves' and members' states by rule, leaf and captured values.
     var conditionSlots: [ConditionKey: Int32] = [:]
+    /// The instances that read each shared leaf's state.
+    var sharedReaders: [Int32: [Int32]] = [:]
     /// The last unusable reading's problem per condition slot.
     var conditionProblems: [Int32: ReadingProblem] = [:]
     /// Condition slots the current reading updated, whose instances are stepped once it is applied.
@@ -243,7 +246,11 @@ public struct Evaluator: Sendable {
         }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            let holds = core.condition.holds(value, latched: instances[slot].phase.isFiring)
+            let holds = core.condition.holds(
+                value,
+                expected: ruleSet.equalsValues[ruleIndex][0],
+                latched: instances[slot].phase.isFiring
+            )
             instances[slot].observe(value, holds: holds, at: time)
         case .failure(var problem):
             if case .missingField = problem {

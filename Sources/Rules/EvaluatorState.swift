@@ -135,12 +135,20 @@ extension Evaluator {
             guard let newRule = newIndexByOld[Int(condition.rule)] else { continue }
             var moved = condition
             moved.rule = Int32(newRule)
-            moved.dependents = moved.dependents.compactMap { newSlotByOld[$0] }
+            if moved.owner >= 0 { moved.owner = newSlotByOld[moved.owner] ?? -1 }
             let newSlot = Int32(newConditions.count)
             newConditions.append(moved)
-            newConditionSlots[ConditionKey(rule: moved.rule, leaf: moved.leaf, labels: moved.labels)] = newSlot
+            let key = ConditionKey(rule: condition.rule, leaf: condition.leaf, labels: condition.labels)
+            if conditionSlots[key] == Int32(oldSlot) {
+                newConditionSlots[ConditionKey(rule: moved.rule, leaf: moved.leaf, labels: moved.labels)] = newSlot
+            }
             newConditionByOld[Int32(oldSlot)] = newSlot
         }
+        sharedReaders = Dictionary(
+            uniqueKeysWithValues: sharedReaders.compactMap { state, readers in
+                newConditionByOld[state].map { ($0, readers.compactMap { newSlotByOld[$0] }) }
+            }
+        )
         for index in newInstances.indices where !newInstances[index].inputs.isEmpty {
             newInstances[index].inputs = newInstances[index].inputs.compactMap { newConditionByOld[$0] }
         }
@@ -256,10 +264,20 @@ extension Evaluator {
                 saved.labels.count == rule.leaves[saved.leaf].topic.captureNames.count,
                 saved.labels.allSatisfy(TopicPattern.isSafeCaptureValue)
             else { continue }
-            let (state, created) = conditionSlot(rule: ruleIndex, leaf: saved.leaf, labels: saved.labels)
-            if rule.grouping != nil, created {
-                conditions[Int(state)].dependents.append(slot)
-                instances[Int(slot)].inputs.append(state)
+            let state: Int32
+            if rule.grouping != nil {
+                let (member, created) = keyedCondition(
+                    rule: ruleIndex,
+                    leaf: saved.leaf,
+                    labels: saved.labels,
+                    owner: slot
+                )
+                if created { instances[Int(slot)].inputs.append(member) }
+                state = member
+            } else {
+                // The instance already has a state for each of its leaves (its own or a shared one).
+                state = instances[Int(slot)].inputs[saved.leaf]
+                guard conditions[Int(state)].labels == saved.labels else { continue }
             }
             conditions[Int(state)].latched = saved.latched
             conditions[Int(state)].usable = saved.usable

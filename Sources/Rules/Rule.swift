@@ -154,54 +154,6 @@ public struct Rule: Hashable, Sendable {
     /// The single condition's `stale` (a combined rule has none of its own: its leaves have theirs).
     public var staleMilliseconds: Int64? { isSingleCondition ? leaves[0].staleMilliseconds : nil }
 
-    /// A single-condition rule, as rule files wrote them before combinations.
-    public init(
-        id: String,
-        description: String? = nil,
-        topic: TopicPattern,
-        field: [String] = ["value"],
-        condition: Condition,
-        clear: Double? = nil,
-        forMilliseconds: Int64 = 0,
-        cooldownMilliseconds: Int64 = 0,
-        staleMilliseconds: Int64? = nil,
-        severity: Severity = .warning,
-        onUnknown: UnknownPolicy = .keep,
-        minOnMilliseconds: Int64 = 0,
-        minOffMilliseconds: Int64 = 0,
-        maxTransitions: TransitionLimit? = nil,
-        onFire: [Action] = [],
-        onClear: [Action] = [],
-        location: SourceLocation
-    ) {
-        self.init(
-            id: id,
-            description: description,
-            leaves: [
-                Leaf(
-                    topic: topic,
-                    field: field,
-                    condition: condition,
-                    clear: clear,
-                    staleMilliseconds: staleMilliseconds,
-                    location: location
-                )
-            ],
-            combination: nil,
-            grouping: nil,
-            forMilliseconds: forMilliseconds,
-            cooldownMilliseconds: cooldownMilliseconds,
-            severity: severity,
-            onUnknown: onUnknown,
-            minOnMilliseconds: minOnMilliseconds,
-            minOffMilliseconds: minOffMilliseconds,
-            maxTransitions: maxTransitions,
-            onFire: onFire,
-            onClear: onClear,
-            location: location
-        )
-    }
-
     /// Any rule: a single condition (`combination` and `grouping` nil), a combination or a group.
     public init(
         id: String,

@@ -1,6 +1,7 @@
 import FileFormats
 
-/// One condition's comparison as plain values: a single-condition rule's, a leaf's, or a group member's.
+/// One condition's comparison as plain values (trivially copied on the hot path): a single-condition
+/// rule's, a leaf's, or a group member's. An `equals` value is in `RuleSet.equalsValues`.
 struct ConditionCore: Sendable {
     enum Comparison: Sendable {
         case above(Double, clear: Double)
@@ -21,11 +22,8 @@ struct ConditionCore: Sendable {
     /// Index into `RuleSet.fields`.
     var fieldIndex: Int
     var staleMilliseconds: Int64?
-    /// The `equals` value (nil for thresholds).
-    var expected: JSONValue?
 
     init(_ leaf: Rule.Leaf, fieldIndex: Int) {
-        expected = nil
         switch leaf.condition {
         case .above(let threshold):
             comparison = .above(threshold, clear: leaf.clear ?? threshold)
@@ -41,7 +39,6 @@ struct ConditionCore: Sendable {
             valueType = .number
         case .equals(let expected):
             comparison = .equals
-            self.expected = expected
             switch expected {
             case .number: valueType = .number
             case .string: valueType = .string
@@ -71,10 +68,11 @@ struct ConditionCore: Sendable {
         }
     }
 
-    /// Whether a usable value (of the type `valueType` asks for) meets the condition; `latched` is whether
-    /// it held before (a firing single condition, or a latched leaf), for hysteresis.
-    func holds(_ value: JSONValue, latched: Bool) -> Bool {
-        if let expected { return value == expected }
+    /// Whether a usable value (of the type `valueType` asks for) meets the condition; `expected` is the
+    /// leaf's `equals` value (kept out of this plain-data core), `latched` whether it held before (a firing
+    /// single condition, or a latched leaf), for hysteresis.
+    func holds(_ value: JSONValue, expected: JSONValue?, latched: Bool) -> Bool {
+        if comparesByEquality { return value == expected }
         guard case .number(let number) = value else { return false }
         return holds(number: number, firing: latched)
     }

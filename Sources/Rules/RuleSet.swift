@@ -8,6 +8,18 @@ public struct RuleSet: Sendable {
     let inputs: [Input]
     /// Per rule, per leaf: its comparison.
     let conditionCores: [[ConditionCore]]
+    /// Per rule, per leaf: its `equals` value (nil for thresholds).
+    let equalsValues: [[JSONValue?]]
+    /// Every combination, flattened in preorder (a node, then its elements), so that evaluating one walks
+    /// plain values; `combinationStarts` has each rule's first node, -1 for a single condition or a group.
+    let combinationNodes: [CombinationNode]
+    let combinationStarts: [Int32]
+    /// Per rule: a group's `match` (nil for others).
+    let matches: [Rule.Match?]
+    /// Per rule: its `on_unknown`.
+    let unknownPolicies: [Rule.UnknownPolicy]
+    /// Per rule: whether some leaf (or a group's members) has a `stale`.
+    let hasStaleConditions: [Bool]
     let index: TopicIndex
     /// The distinct payload fields the rules read, each once.
     let fields: [[String]]
@@ -47,6 +59,21 @@ public struct RuleSet: Sendable {
             }
         }
         self.conditionCores = conditionCores
+        self.equalsValues = rules.map { rule in
+            rule.leaves.map { leaf in
+                if case .equals(let value) = leaf.condition { value } else { nil }
+            }
+        }
+        var nodes: [CombinationNode] = []
+        self.combinationStarts = rules.map { rule in
+            guard let combination = rule.combination else { return -1 }
+            defer { CombinationNode.flatten(combination, into: &nodes) }
+            return Int32(nodes.count)
+        }
+        self.combinationNodes = nodes
+        self.matches = rules.map { $0.grouping?.match }
+        self.unknownPolicies = rules.map(\.onUnknown)
+        self.hasStaleConditions = rules.map { $0.leaves.contains { $0.staleMilliseconds != nil } }
         self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
         self.fields = fields
         var keyBytes = Array("seq".utf8)
@@ -71,6 +98,29 @@ public struct RuleSet: Sendable {
     public var filters: [String] {
         var seen = Set<String>()
         return rules.flatMap { $0.leaves.map(\.topic.filter) }.filter { seen.insert($0).inserted }
+    }
+
+    /// One node of a flattened combination: a leaf (`value` is its index), or `all`/`any`/`not` (`value` is
+    /// how many elements follow).
+    struct CombinationNode: Sendable {
+        enum Kind: UInt8, Sendable {
+            case leaf, all, any, not
+        }
+        var kind: Kind
+        var value: Int32
+
+        static func flatten(_ combination: Rule.Combination, into nodes: inout [CombinationNode]) {
+            switch combination {
+            case .leaf(let index): nodes.append(CombinationNode(kind: .leaf, value: Int32(index)))
+            case .all(let elements), .any(let elements):
+                let kind: Kind = if case .all = combination { .all } else { .any }
+                nodes.append(CombinationNode(kind: kind, value: Int32(elements.count)))
+                for element in elements { flatten(element, into: &nodes) }
+            case .not(let element):
+                nodes.append(CombinationNode(kind: .not, value: 1))
+                flatten(element, into: &nodes)
+            }
+        }
     }
 
     /// One condition on a topic: a rule's leaf (leaf 0 of a single-condition or grouped rule).

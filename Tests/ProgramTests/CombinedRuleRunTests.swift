@@ -61,6 +61,18 @@ struct CombinedRuleRunTests {
         #expect(instances.contains(#""name":"humidity","topic":"\#(harness.prefix)/sensors/lab/humidity""#))
         #expect(instances.contains(#""value":26,"#) && !instances.contains(#""truth":"unknown""#))
 
+        let explain = try ChildProcess(
+            builtProductPath("rules-engine"),
+            ["explain", "vent", "--engine", "127.0.0.1:\(port)"]
+        )
+        #expect(await explain.waitForExitAndOutput() == 0)
+        let table = explain.output.joined(separator: "\n")
+        #expect(
+            table.contains("rule vent (") && table.contains("all(\(harness.prefix)/sensors/{room}/humidity above 80")
+        )
+        #expect(table.contains("  humidity \(harness.prefix)/sensors/lab/humidity"), "\(table)")
+        #expect(table.contains("  temperature \(harness.prefix)/sensors/lab/temperature"), "\(table)")
+
         try await harness.reading("lab", "78", quantity: "humidity")  // latched: still humid
         try await harness.reading("lab", "75", quantity: "humidity")  // its clear level: the vent closes
         #expect(try await harness.nextCommand() == "lab/vent off")
