@@ -22,7 +22,7 @@ struct CombinedRuleCommandTests {
         #expect(run.status == 0, "\(run.standardError)")
         #expect(
             run.standardError.split(separator: "\n").map(String.init) == [
-                "\(valid)/vent.yaml:6:11: note: rule 'vent': 'weather/outdoor/temperature' captures fewer names than "
+                "\(valid)/vent.yaml:5:9: note: rule 'vent': 'weather/outdoor/temperature' captures fewer names than "
                     + "the rule ({room}): every reading on it re-evaluates every instance of the rule",
                 "1 rule(s) valid",
             ]
