@@ -243,7 +243,8 @@ extension Evaluator {
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
             instances[Int(slot)] = instance
-            if !instance.inputs.isEmpty {
+            if !ruleSet.cores[ruleIndex].isSingleCondition {
+                // `staleSince` (set above) shares its storage with the conditions' next deadline.
                 instances[Int(slot)].conditionDeadline = nextConditionDeadline(ofInstance: Int(slot), after: now)
             }
             lastProblems[slot] = nil
