@@ -175,15 +175,20 @@ extension Evaluator {
     ) {
         let state = Int(target.slot)
         let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
-        evaluatedConditions.append(target.slot)
         // The common case, a number for a threshold, without building a Result.
         if core.valueType == .number, !core.comparesByEquality,
             case .number(let number)? = fieldValues[Int(target.field) + 1]
         {
-            conditions[state].latched = core.holds(number: number, firing: conditions[state].latched)
+            let (latched, usable) = (conditions[state].latched, conditions[state].usable)
+            conditions[state].latched = core.holds(number: number, firing: latched)
             observeUsable(.number(number), state: state, at: time)
+            // A reading that leaves the leaf's truth as it was cannot move an instance (unless a leaf has a
+            // `stale`, whose deadline every usable reading moves): a `for` that ends now fires by its timer.
+            if usable, conditions[state].latched == latched, !ruleSet.hasStaleConditions[Int(target.rule)] { return }
+            evaluatedConditions.append(target.slot)
             return
         }
+        evaluatedConditions.append(target.slot)
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
             conditions[state].latched = core.holds(
@@ -323,16 +328,24 @@ extension Evaluator {
                 at: time,
                 stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
             )
-        case .all:
-            var result = Truth.true
+        case .all, .any:
+            // Leaves are read here, the rest recursively: most combinations are a list of leaves.
+            let isAll = current.kind == .all
+            var result: Truth = isAll ? .true : .false
             for _ in 0..<current.value {
-                result = Truth.and(result, truth(atNode: &node, instance: slot, rule: rule, at: time))
-            }
-            return result
-        case .any:
-            var result = Truth.false
-            for _ in 0..<current.value {
-                result = Truth.or(result, truth(atNode: &node, instance: slot, rule: rule, at: time))
+                let element = ruleSet.combinationNodes[node]
+                let value: Truth
+                if element.kind == .leaf {
+                    node += 1
+                    let leaf = Int(element.value)
+                    value = conditions[Int(instances[slot].inputs[leaf])].truth(
+                        at: time,
+                        stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
+                    )
+                } else {
+                    value = truth(atNode: &node, instance: slot, rule: rule, at: time)
+                }
+                result = isAll ? Truth.and(result, value) : Truth.or(result, value)
             }
             return result
         case .not:

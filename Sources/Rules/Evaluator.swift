@@ -95,11 +95,11 @@ public struct Evaluator: Sendable {
                 evaluate(topic: reading.topic, target: target, at: time, into: &events)
                 continue
             }
-            if target.slot >= 0 {
-                evaluateCondition(topic: reading.topic, target: target, at: time, into: &events)
-            } else {
+            guard target.slot >= 0 else {
                 reportUnsafeCapture(topic: reading.topic, target: target, at: time, into: &events)
+                continue
             }
+            evaluateCondition(topic: reading.topic, target: target, at: time, into: &events)
             // A rule's leaves on this topic are all applied before its instances move.
             let next = position + 1
             if next == resolution.targets.count || resolution.targets[next].rule != target.rule {
