@@ -212,6 +212,31 @@ struct CombinedRuleTests {
             expected: []
         ),
         Scenario(
+            name: "a reading at the for deadline that changes no leaf: the timer fires it at that time",
+            body: humidAndWarm + "\nfor: 10s",
+            readings: [
+                (0, "sensors/r1/humidity", "85"), (2000, "sensors/r1/temperature", "26"),
+                (12_000, "sensors/r1/temperature", "27"),
+            ],
+            until: 20_000,
+            expected: ["fire room=r1@12000"]
+        ),
+        Scenario(
+            name: "a reading that changes no leaf still moves that leaf's stale deadline",
+            body: """
+                all:
+                  - {topic: "sensors/{room}/humidity", above: 80, stale: 1m}
+                  - {topic: "sensors/{room}/temperature", above: 25}
+                on_unknown: clear
+                """,
+            readings: [
+                (0, "sensors/r1/humidity", "85"), (0, "sensors/r1/temperature", "26"),
+                (50_000, "sensors/r1/humidity", "86"),
+            ],
+            until: 120_000,
+            expected: ["fire room=r1@0", "clear room=r1@110000"]
+        ),
+        Scenario(
             name: "nested any inside all",
             body: """
                 all:
