@@ -43,6 +43,7 @@ enum LivePage {
           .leaf { display: inline-block; white-space: nowrap; margin-right: 0.7em; }
           .leaf.true { color: var(--fire); }
           .leaf.unknown { color: var(--muted); font-style: italic; }
+          @media (max-width: 600px) { td.leaves { max-width: 7em; } .leaf { white-space: normal; } }
           svg { display: block; }
         </style>
         </head>
