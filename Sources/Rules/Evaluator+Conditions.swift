@@ -175,39 +175,46 @@ extension Evaluator {
     ) {
         let state = Int(target.slot)
         let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
+        let (wasUsable, wasLatched) = (conditions[state].usable, conditions[state].latched)
         // The common case, a number for a threshold, without building a Result.
         if core.valueType == .number, !core.comparesByEquality,
             case .number(let number)? = fieldValues[Int(target.field) + 1]
         {
-            let (latched, usable) = (conditions[state].latched, conditions[state].usable)
-            conditions[state].latched = core.holds(number: number, firing: latched)
+            conditions[state].latched = core.holds(number: number, firing: wasLatched)
             observeUsable(.number(number), state: state, at: time)
-            // A reading that leaves the leaf's truth as it was cannot move an instance (unless a leaf has a
-            // `stale`, whose deadline every usable reading moves): a `for` that ends now fires by its timer.
-            if usable, conditions[state].latched == latched, !ruleSet.hasStaleConditions[Int(target.rule)] { return }
-            evaluatedConditions.append(target.slot)
-            return
-        }
-        evaluatedConditions.append(target.slot)
-        switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
-        case .success(let value):
-            conditions[state].latched = core.holds(
-                value,
-                expected: core.comparesByEquality ? ruleSet.equalsValues[Int(target.rule)][Int(target.leaf)] : nil,
-                latched: conditions[state].latched
-            )
-            observeUsable(value, state: state, at: time)
-        case .failure(var problem):
-            if case .missingField = problem {
-                problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
+        } else {
+            switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
+            case .success(let value):
+                conditions[state].latched = core.holds(
+                    value,
+                    expected: core.comparesByEquality ? ruleSet.equalsValues[Int(target.rule)][Int(target.leaf)] : nil,
+                    latched: wasLatched
+                )
+                observeUsable(value, state: state, at: time)
+            case .failure(var problem):
+                if case .missingField = problem {
+                    problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
+                }
+                events.append(
+                    .unusable(
+                        ruleID: ruleSet.rules[Int(target.rule)].id,
+                        topic: topic,
+                        problem: problem,
+                        timestamp: time
+                    )
+                )
+                conditions[state].usable = false
+                conditions[state].lastReadingAt = time
+                conditionProblems[target.slot] = problem
             }
-            events.append(
-                .unusable(ruleID: ruleSet.rules[Int(target.rule)].id, topic: topic, problem: problem, timestamp: time)
-            )
-            conditions[state].usable = false
-            conditions[state].lastReadingAt = time
-            conditionProblems[target.slot] = problem
         }
+        // A reading that leaves the leaf's truth as it was cannot move an instance (unless a leaf has a
+        // `stale`, whose deadline every usable reading moves): a `for` that ends now fires by its timer.
+        // (Only a leaf known before and after: an unknown one may belong to an instance just created, which
+        // its other leaves can already decide.)
+        let sameTruth = wasUsable && conditions[state].usable && conditions[state].latched == wasLatched
+        if sameTruth, !ruleSet.hasStaleConditions[Int(target.rule)] { return }
+        evaluatedConditions.append(target.slot)
     }
 
     /// Takes in a usable reading's value (its latched state is already updated): the state and the instances

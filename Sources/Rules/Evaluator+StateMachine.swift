@@ -93,7 +93,8 @@ extension Evaluator {
             instance.recentTransitions.append(time)
             if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
         }
-        let conditions = conditionReports(ofInstance: slot, at: time)
+        // A single condition has no leaves to report (and the call would copy the evaluator for nothing).
+        let conditions = core.isSingleCondition ? [] : conditionReports(ofInstance: slot, at: time)
         let reason =
             core.isSingleCondition
             ? reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
