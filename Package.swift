@@ -65,6 +65,7 @@ let package = Package(
             dependencies: [
                 "FileFormats",
                 .product(name: "HeapModule", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Yams", package: "Yams"),
             ]
         ),

@@ -29,7 +29,7 @@ public enum RuleFiles {
 
     /// Loads and validates the rules under `paths`.
     public static func load(_ paths: [String]) throws -> RuleSet {
-        try RuleLoader.load(try sources(at: paths))
+        try RuleLoader.load(try sources(at: paths), zones: .system)
     }
 
     static func yamlFiles(under directory: String) -> [String] {

@@ -22,7 +22,9 @@ public struct OfflineTools: Sendable {
     public func check(_ paths: [String]) -> Int32 {
         do {
             let ruleSet = try RuleFiles.load(paths)
-            for note in ruleSet.sharedConditionNotes { standardError("\(note.location): note: \(note.message)") }
+            for note in ruleSet.sharedConditionNotes + ruleSet.windowNotes {
+                standardError("\(note.location): note: \(note.message)")
+            }
             standardError("\(ruleSet.rules.count) rule(s) valid")
             return 0
         } catch {

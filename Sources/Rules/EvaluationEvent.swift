@@ -124,7 +124,12 @@ public enum EvaluationEvent: Hashable, Sendable {
     /// A reading a rule could not use; the instance's condition became unknown.
     case unusable(ruleID: String, topic: String, problem: ReadingProblem, timestamp: Int64)
     /// An instance hit `max_transitions` and holds its state until the window allows a transition.
-    case flapping(ruleID: String, labels: [Label], timestamp: Int64, until: Int64)
+    case transitionsLimited(ruleID: String, labels: [Label], timestamp: Int64, until: Int64)
+    /// An instance started (`isFlapping`) or stopped flapping (`flapping:`): `percent` of its recent results
+    /// changed; while flapping it is held in the state the rule names.
+    case flapping(ruleID: String, labels: [Label], timestamp: Int64, isFlapping: Bool, percent: Double)
+    /// A reload changed only the length of a window: that window started over (its readings were dropped).
+    case windowRestarted(ruleID: String, window: String)
     /// A sensor's `seq` skipped `missing` readings: they were lost somewhere before the engine.
     case sequenceGap(topic: String, missing: Int64, timestamp: Int64)
     /// A reading with a `seq` already seen on its topic; it was dropped before evaluation.

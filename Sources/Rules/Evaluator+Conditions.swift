@@ -175,6 +175,10 @@ extension Evaluator {
     ) {
         let state = Int(target.slot)
         let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
+        if core.window != nil {
+            evaluateWindowedCondition(topic: topic, target: target, at: time, into: &events)
+            return
+        }
         let (wasUsable, wasLatched) = (conditions[state].usable, conditions[state].latched)
         // The common case, a number for a threshold, without building a Result.
         if core.valueType == .number, !core.comparesByEquality,
@@ -272,6 +276,11 @@ extension Evaluator {
     /// and steps it.
     mutating func recombine(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
         let ruleIndex = Int(instances[slot].rule)
+        if ruleSet.hasWindows[ruleIndex] {
+            for position in instances[slot].inputs.indices {
+                refreshWindow(condition: Int(instances[slot].inputs[position]), at: time)
+            }
+        }
         let truth = self.truth(ofInstance: slot, at: time)
         let policy = ruleSet.unknownPolicies[ruleIndex]
         let deadline =
@@ -360,15 +369,19 @@ extension Evaluator {
         }
     }
 
-    /// The earliest time after `time` at which one of an instance's conditions goes stale.
+    /// The earliest time after `time` at which one of an instance's conditions goes stale or a reading leaves
+    /// one of its windows.
     mutating func nextConditionDeadline(ofInstance slot: Int, after time: Int64) -> Int64? {  // mutating: as above
         let rule = Int(instances[slot].rule)
         let grouped = ruleSet.matches[rule] != nil
         var earliest: Int64?
         for (position, state) in instances[slot].inputs.enumerated() {
-            guard conditions[Int(state)].usable, let since = conditions[Int(state)].freshSince,
-                let stale = ruleSet.conditionCores[rule][grouped ? 0 : position].staleMilliseconds,
-                since + stale > time
+            let core = ruleSet.conditionCores[rule][grouped ? 0 : position]
+            if let window = core.window, let expiry = conditionWindows[state]?.nextExpiry(of: window), expiry > time {
+                earliest = min(earliest ?? .max, expiry)
+            }
+            guard let stale = core.staleMilliseconds, let since = conditions[Int(state)].freshSince,
+                conditions[Int(state)].usable || core.window != nil, since + stale > time
             else { continue }
             earliest = min(earliest ?? .max, since + stale)
         }
@@ -387,9 +400,12 @@ extension Evaluator {
             let leaf = rule.leaves[leafIndex]
             let stale = ruleSet.conditionCores[ruleIndex][leafIndex].staleMilliseconds
             let truth = condition.truth(at: time, stale: stale)
+            let window = windowReport(window: leaf.window, state: conditionWindows[state], at: time)
             var why: String?
             if truth == .unknown {
-                if condition.lastReadingAt == nil {
+                if let window, window.value == nil {
+                    why = "window: \(window.unknownBecause ?? "unknown")"
+                } else if condition.lastReadingAt == nil {
                     why = "no reading yet"
                 } else if !condition.usable {
                     why = "unusable reading: \(conditionProblems[state].map(String.init(describing:)) ?? "unknown")"
@@ -411,7 +427,8 @@ extension Evaluator {
                 lastReadingAt: condition.lastReadingAt,
                 truth: truth,
                 unknownBecause: why,
-                position: position
+                position: position,
+                window: window
             )
         }
     }
@@ -448,6 +465,8 @@ public struct ConditionReport: Sendable, Hashable {
     public var unknownBecause: String?
     /// Its position among the instance's conditions (leaf order, or members in order of first reading).
     public var position: Int
+    /// Its window, when it has one (`value` is then the window's value).
+    public var window: WindowReport?
 
     /// As a JSON object, keys in a stable order.
     public var json: JSONValue {
@@ -461,6 +480,7 @@ public struct ConditionReport: Sendable, Hashable {
             ("truth", .string(truth.rawValue)),
         ]
         if let unknownBecause { pairs.append(("unknown_because", .string(unknownBecause))) }
+        if let window { pairs.append(("window", window.json)) }
         return .object(pairs)
     }
 

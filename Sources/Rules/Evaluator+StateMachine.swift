@@ -5,9 +5,14 @@ extension Evaluator {
     /// Moves one instance through its phases at `time`: transitions, schedules its timer, notes the change.
     mutating func step(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
         let core = ruleSet.cores[Int(instances[slot].rule)]
+        guard !core.usesClock else {
+            stepClocked(slot: slot, core: core, at: time, into: &events)
+            return
+        }
         let phaseBefore = instances[slot].phase
         let transitionBefore = instances[slot].lastTransitionAt
-        if let kind = Evaluator.decide(&instances[slot], core: core, at: time) {
+        var gate = ClockGate()
+        if let kind = Evaluator.decide(&instances[slot], core: core, at: time, gate: &gate) {
             transition(slot: slot, to: kind, at: time, into: &events)
         }
         Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
@@ -18,15 +23,27 @@ extension Evaluator {
         }
     }
 
-    /// The transition an instance wants at `time`, if any; it enters or leaves `pending` on the way.
-    static func decide(_ instance: inout Instance, core: RuleCore, at time: Int64) -> TransitionKind? {
+    /// The transition an instance wants at `time`, if any; it enters or leaves `pending` on the way. `gate`
+    /// brings the schedule and `keep_firing_for` in (a rule without them passes the default).
+    static func decide(
+        _ instance: inout Instance,
+        core: RuleCore,
+        at time: Int64,
+        gate: inout ClockGate
+    ) -> TransitionKind? {
         instance.deferredUntil = nil
-        let wantsFiring = instance.stale || instance.holds
+        var wantsFiring = instance.stale || instance.holds
+        // Outside its schedule a rule's condition counts as false (a firing one may hold on, `outside_active`).
+        if !gate.isActive, !(instance.phase.isFiring && gate.outsideActiveHolds) {
+            gate.endedBySchedule = wantsFiring || instance.phase.isFiring
+            wantsFiring = false
+        }
         switch instance.phase {
         case .inactive:
             guard wantsFiring else { return nil }
             if instance.stale || core.forMilliseconds == 0 { return .fire }
-            let since = instance.holdsSince ?? time
+            // `for` counts from when the condition started holding, or from the schedule's start.
+            let since = max(instance.holdsSince ?? time, gate.activeSince)
             instance.phase = .pending(since: since)
             return time >= since + core.forMilliseconds ? .fire : nil
         case .pending(let since):
@@ -36,7 +53,22 @@ extension Evaluator {
             }
             return instance.stale || time >= since + core.forMilliseconds ? .fire : nil
         case .firing:
-            return wantsFiring ? nil : .clear
+            if wantsFiring {
+                gate.notHoldingSince = nil
+                return nil
+            }
+            // `keep_firing_for`: clear only once the condition has not held that long without a break (a
+            // schedule's end is not waited for).
+            if core.keepFiringForMilliseconds > 0, !gate.endedBySchedule {
+                let since = gate.notHoldingSince ?? time
+                gate.notHoldingSince = since
+                if time < since + core.keepFiringForMilliseconds {
+                    gate.wake = min(gate.wake ?? .max, since + core.keepFiringForMilliseconds)
+                    return nil
+                }
+                gate.keptFiring = true
+            }
+            return .clear
         }
     }
 
@@ -64,6 +96,7 @@ extension Evaluator {
         slot: Int,
         to kind: TransitionKind,
         at time: Int64,
+        cause: String? = nil,
         into events: inout [EvaluationEvent]
     ) {
         var instance = instances[slot]
@@ -72,11 +105,11 @@ extension Evaluator {
         let (earliest, flapping) = Evaluator.earliestTransition(instance, core: core, to: kind)
         guard time >= earliest else {
             instance.deferredUntil = earliest
-            if flapping && !instance.flapping {
-                instance.flapping = true
+            if flapping && !instance.limited {
+                instance.limited = true
                 let rule = ruleSet.rules[Int(instance.rule)]
                 events.append(
-                    .flapping(
+                    .transitionsLimited(
                         ruleID: rule.id,
                         labels: labels(of: instance, rule: rule),
                         timestamp: time,
@@ -87,7 +120,7 @@ extension Evaluator {
             return
         }
         let rule = ruleSet.rules[Int(instance.rule)]
-        instance.flapping = false
+        instance.limited = false
         instance.lastTransitionAt = time
         if let limit = rule.maxTransitions {
             instance.recentTransitions.append(time)
@@ -95,20 +128,25 @@ extension Evaluator {
         }
         // A single condition has no leaves to report (and the call would copy the evaluator for nothing).
         let conditions = core.isSingleCondition ? [] : conditionReports(ofInstance: slot, at: time)
-        let reason =
+        var reason =
             core.isSingleCondition
             ? reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
             : combinedReason(rule: rule, conditions: conditions, kind: kind, time: time)
+        if let cause { reason = "\(cause): \(reason)" }
         lastReasons[Int32(slot)] = reason
         instance.phase = kind == .fire ? .firing(since: time) : .inactive
         if kind == .clear, core.isSingleCondition {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
             if let value = instance.lastValue, !instance.stale {
-                instance.holds = core.condition.holds(
-                    value,
-                    expected: ruleSet.equalsValues[Int(instance.rule)][0],
-                    latched: false
-                )
+                if core.condition.window != nil, case .number(let number) = value {
+                    instance.holds = core.condition.holds(windowValue: number, latched: false)
+                } else {
+                    instance.holds = core.condition.holds(
+                        value,
+                        expected: ruleSet.equalsValues[Int(instance.rule)][0],
+                        latched: false
+                    )
+                }
                 instance.holdsSince = instance.holds ? time : nil
             }
         }
@@ -146,8 +184,17 @@ extension Evaluator {
         }
     }
 
-    static func schedule(_ instance: inout Instance, slot: Int32, core: RuleCore, timers: inout TimerHeap) {
+    /// Sets the instance's one timer to its earliest deadline (`wake` adds a clocked rule's: a window's expiry,
+    /// a schedule boundary, the end of `keep_firing_for`).
+    static func schedule(
+        _ instance: inout Instance,
+        slot: Int32,
+        core: RuleCore,
+        timers: inout TimerHeap,
+        wake: Int64? = nil
+    ) {
         var due = instance.deferredUntil
+        if let wake { due = min(due ?? .max, wake) }
         if case .pending(let since) = instance.phase {
             due = min(due ?? .max, since + core.forMilliseconds)
         }

@@ -28,6 +28,14 @@ public struct Evaluator: Sendable {
     var conditionProblems: [Int32: ReadingProblem] = [:]
     /// Condition slots the current reading updated, whose instances are stepped once it is applied.
     var evaluatedConditions: [Int32] = []
+    /// Windows of single-condition instances, by instance slot.
+    var instanceWindows: [Int32: WindowState] = [:]
+    /// Windows of leaves and members, by condition slot.
+    var conditionWindows: [Int32: WindowState] = [:]
+    /// `keep_firing_for` and flap detection state of clocked rules' instances, by slot.
+    var clockStates: [Int32: ClockState] = [:]
+    /// Per rule with a schedule: whether it is active now, and until when.
+    var scheduleSpans: [Int32: Rule.Schedule.Span] = [:]
     /// Readings that reached at least one rule instance (not duplicates, not on unmatched topics).
     public private(set) var evaluatedReadingCount = 0
     /// The `seq` of the reading `process` just evaluated, nil when it had none or was dropped
@@ -118,6 +126,7 @@ public struct Evaluator: Sendable {
                 recombine(slot: slot, at: entry.due, into: &events)
                 continue
             }
+            if ruleSet.cores[Int(entry.rule)].usesClock { refreshWindow(instance: slot, at: entry.due) }
             if let stale = ruleSet.cores[Int(entry.rule)].staleMilliseconds, let last = instances[slot].staleSince,
                 entry.due >= last + stale
             {
@@ -235,6 +244,10 @@ public struct Evaluator: Sendable {
         }
         let slot = Int(target.slot)
         let core = ruleSet.cores[ruleIndex]
+        if core.condition.window != nil {
+            evaluateWindowed(topic: topic, target: target, at: time, into: &events)
+            return
+        }
         // The common case, a number for a threshold rule, without building a Result.
         if core.valueType == .number, !core.comparesByEquality,
             case .number(let number)? = fieldValues[Int(target.field) + 1]

@@ -31,7 +31,8 @@ extension Evaluator {
         /// Whether the condition holds, from the last usable reading (or the unknown policy).
         var holds = false
         var stale = false
-        var flapping = false
+        /// Whether `max_transitions` holds it back (a transition is deferred until its window allows one).
+        var limited = false
         /// Index of the rule in the rule set.
         var rule: Int32
         var lastValue: JSONValue?

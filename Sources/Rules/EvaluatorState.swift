@@ -24,6 +24,36 @@ public struct InstanceSnapshot: Sendable, Hashable, Codable {
     public var recentTransitions: [Int64]
     /// A combined rule's leaves, a group's members (absent for a single condition).
     public var conditions: [ConditionSnapshot]?
+    /// A single condition's window (absent without one).
+    public var window: WindowSnapshot?
+    /// Since when a firing instance's condition has not held (`keep_firing_for` is waiting).
+    public var notHoldingSince: Int64?
+    /// Whether flap detection holds the instance, and its recent results (absent without `flapping:`).
+    public var flapHistory: UInt64?
+    public var flapSamples: Int?
+    public var flapping: Bool?
+}
+
+/// A window's readings, for `--state-dir`: what it needs to go on sliding (a running sum cannot age out
+/// without the readings it summed), times and values side by side.
+public struct WindowSnapshot: Sendable, Hashable, Codable {
+    public var times: [Int64]
+    public var values: [Double]
+    public var droppedSamples: Int
+
+    init(_ state: WindowState) {
+        times = state.samples.map(\.time)
+        values = state.samples.map(\.value)
+        droppedSamples = state.droppedSamples
+    }
+
+    func state(for window: Rule.Window) -> WindowState {
+        WindowState(
+            samples: zip(times, values).map { WindowState.Sample(time: $0, value: $1) },
+            droppedSamples: droppedSamples,
+            window: window
+        )
+    }
 }
 
 /// The durable part of one leaf or member of an instance: its latched state and last value.
@@ -34,13 +64,27 @@ public struct ConditionSnapshot: Sendable, Hashable, Codable {
     public var usable: Bool
     public var lastValue: String?
     public var lastReadingAt: Int64?
+    /// The leaf's or member's window (absent without one).
+    public var window: WindowSnapshot?
 }
 
 extension Rule {
     /// A text that changes whenever the rule's behaviour changes (not its description or position).
     public var definitionFingerprint: String {
         let definition = definition
-        guard definition.isSingleCondition else { return String(describing: definition) }
+        let usesTimeKeys = usesClock || leaves.contains { $0.maxSamples != Window.defaultMaxSamples }
+        guard !usesTimeKeys else { return String(describing: definition) }
+        guard definition.isSingleCondition else {
+            // A rule without the keys added with windows keeps the text it had before them (state saved by
+            // the version that added combinations restores after an upgrade).
+            return String(describing: definition)
+                .replacing(", window: nil, maxSamples: \(Window.defaultMaxSamples)", with: "")
+                .replacing(
+                    ", keepFiringForMilliseconds: 0, schedule: nil, outsideActive: Rules.Rule.OutsideActive.clear, "
+                        + "flapping: nil",
+                    with: ""
+                )
+        }
         // A single-condition rule keeps the text it had before rules had leaves, so that state saved by an
         // earlier version is restored after an upgrade.
         let text = String(describing: SingleConditionDefinition(definition))
@@ -108,17 +152,40 @@ private struct SingleConditionDefinition {
 extension Evaluator {
     /// Swaps in a new rule set. Instances of rules whose definition did not change keep their whole
     /// state (pending timers, firing); instances of changed or removed rules start over.
-    public mutating func replaceRules(with newSet: RuleSet) {
+    ///
+    /// A rule whose only change is the length of a window keeps its instances, and that window starts over
+    /// (its readings are dropped): the returned `windowRestarted` events say so.
+    @discardableResult
+    public mutating func replaceRules(with newSet: RuleSet) -> [EvaluationEvent] {
         var oldByID: [String: Int] = [:]
         for (index, rule) in ruleSet.rules.enumerated() { oldByID[rule.id] = index }
         var newIndexByOld: [Int: Int] = [:]
+        /// Per old rule whose windows changed length only: the leaves whose window starts over.
+        var restartedLeaves: [Int: Set<Int32>] = [:]
+        var events: [EvaluationEvent] = []
         for (newIndex, rule) in newSet.rules.enumerated() {
-            guard let oldIndex = oldByID[rule.id], ruleSet.rules[oldIndex].hasSameDefinition(as: rule) else { continue }
-            newIndexByOld[oldIndex] = newIndex
+            guard let oldIndex = oldByID[rule.id] else { continue }
+            let old = ruleSet.rules[oldIndex]
+            if old.hasSameDefinition(as: rule) {
+                newIndexByOld[oldIndex] = newIndex
+            } else if let leaves = old.leavesWithOnlyWindowLengthChanged(in: rule) {
+                newIndexByOld[oldIndex] = newIndex
+                restartedLeaves[oldIndex] = Set(leaves.map(Int32.init))
+                for leaf in leaves {
+                    events.append(
+                        .windowRestarted(
+                            ruleID: rule.id,
+                            window: rule.leaves[leaf].window.map(String.init(describing:)) ?? ""
+                        )
+                    )
+                }
+            }
         }
         var newInstances: ContiguousArray<Instance> = []
         var newSlotByOld: [Int32: Int32] = [:]
         var newSlots: [[[String]: Int32]] = Array(repeating: [:], count: newSet.rules.count)
+        var newInstanceWindows: [Int32: WindowState] = [:]
+        var newClockStates: [Int32: ClockState] = [:]
         for (oldSlot, instance) in instances.enumerated() {
             guard let newRule = newIndexByOld[Int(instance.rule)] else { continue }
             var moved = instance
@@ -127,7 +194,12 @@ extension Evaluator {
             newInstances.append(moved)
             newSlots[newRule][moved.labels] = newSlot
             newSlotByOld[Int32(oldSlot)] = newSlot
+            if restartedLeaves[Int(instance.rule)]?.contains(0) != true, let window = instanceWindows[Int32(oldSlot)] {
+                newInstanceWindows[newSlot] = window
+            }
+            newClockStates[newSlot] = clockStates[Int32(oldSlot)]
         }
+        var newConditionWindows: [Int32: WindowState] = [:]
         var newConditions: ContiguousArray<ConditionState> = []
         var newConditionSlots: [ConditionKey: Int32] = [:]
         var newConditionByOld: [Int32: Int32] = [:]
@@ -143,7 +215,16 @@ extension Evaluator {
                 newConditionSlots[ConditionKey(rule: moved.rule, leaf: moved.leaf, labels: moved.labels)] = newSlot
             }
             newConditionByOld[Int32(oldSlot)] = newSlot
+            if restartedLeaves[Int(condition.rule)]?.contains(condition.leaf) != true,
+                let window = conditionWindows[Int32(oldSlot)]
+            {
+                newConditionWindows[newSlot] = window
+            }
         }
+        instanceWindows = newInstanceWindows
+        conditionWindows = newConditionWindows
+        clockStates = newClockStates
+        scheduleSpans = [:]
         sharedReaders = Dictionary(
             uniqueKeysWithValues: sharedReaders.compactMap { state, readers in
                 newConditionByOld[state].map { ($0, readers.compactMap { newSlotByOld[$0] }) }
@@ -171,7 +252,15 @@ extension Evaluator {
         slotsByLabels = newSlots
         // Topics are matched again against the new rules; their `seq` memory stays.
         for index in routes.indices { routes.values[index].resolution = nil }
+        // A restarted window changes its condition's value now.
+        if !restartedLeaves.isEmpty {
+            for (slot, instance) in instances.enumerated()
+            where ruleSet.cores[Int(instance.rule)].isSingleCondition && ruleSet.hasWindows[Int(instance.rule)] {
+                refreshWindow(instance: slot, at: now)
+            }
+        }
         rebuildTimers()
+        return events
     }
 
     /// Snapshots of the instances whose phase or last transition changed since the last call.
@@ -181,7 +270,7 @@ extension Evaluator {
         return effects.changed.compactMap { slot in
             guard seen.insert(slot).inserted else { return nil }
             let instance = instances[Int(slot)]
-            return snapshot(of: instance, rule: ruleSet.rules[Int(instance.rule)])
+            return snapshot(of: instance, rule: ruleSet.rules[Int(instance.rule)], slot: slot)
         }
     }
 
@@ -201,9 +290,11 @@ extension Evaluator {
 
     /// Snapshots of every instance that is not plainly inactive.
     public func snapshotAll() -> [InstanceSnapshot] {
-        instances.compactMap { instance in
-            guard instance.phase != .inactive || instance.lastTransitionAt != nil else { return nil }
-            return snapshot(of: instance, rule: ruleSet.rules[Int(instance.rule)])
+        instances.indices.compactMap { slot in
+            let instance = instances[slot]
+            let rule = ruleSet.rules[Int(instance.rule)]
+            guard instance.phase != .inactive || instance.lastTransitionAt != nil || rule.usesClock else { return nil }
+            return snapshot(of: instance, rule: rule, slot: Int32(slot))
         }
     }
 
@@ -243,6 +334,22 @@ extension Evaluator {
             instance.lastTransitionAt = snapshot.lastTransitionAt
             instance.recentTransitions = snapshot.recentTransitions
             instances[Int(slot)] = instance
+            if let saved = snapshot.window, let window = ruleSet.rules[ruleIndex].leaves[0].window,
+                ruleSet.cores[ruleIndex].isSingleCondition
+            {
+                instanceWindows[slot] = saved.state(for: window)
+                refreshWindow(instance: Int(slot), at: now)
+                if snapshot.phase != .inactive { instances[Int(slot)].holds = true }
+            }
+            if snapshot.notHoldingSince != nil || snapshot.flapping != nil {
+                var clock = ClockState()
+                clock.notHoldingSince = snapshot.notHoldingSince
+                clock.flapHistory = snapshot.flapHistory ?? 0
+                clock.flapSamples = snapshot.flapSamples ?? 0
+                clock.isFlapping = snapshot.flapping ?? false
+                clockStates[slot] = clock
+                if snapshot.notHoldingSince != nil { instances[Int(slot)].holds = false }
+            }
             if !ruleSet.cores[ruleIndex].isSingleCondition {
                 // `staleSince` (set above) shares its storage with the conditions' next deadline.
                 instances[Int(slot)].conditionDeadline = nextConditionDeadline(ofInstance: Int(slot), after: now)
@@ -285,10 +392,14 @@ extension Evaluator {
             conditions[Int(state)].lastValue = saved.lastValue.flatMap { JSONValue(parsing: $0) }
             conditions[Int(state)].lastReadingAt = saved.lastReadingAt
             conditions[Int(state)].freshSince = now
+            if let window = saved.window, let kind = rule.leaves[saved.leaf].window {
+                conditionWindows[state] = window.state(for: kind)
+                refreshWindow(condition: Int(state), at: now)
+            }
         }
     }
 
-    private func snapshot(of instance: Instance, rule: Rule) -> InstanceSnapshot {
+    private func snapshot(of instance: Instance, rule: Rule, slot: Int32?) -> InstanceSnapshot {
         let phase: InstanceSnapshot.Phase
         var since: Int64?
         switch instance.phase {
@@ -321,9 +432,15 @@ extension Evaluator {
                         latched: condition.latched,
                         usable: condition.usable,
                         lastValue: condition.lastValue?.jsonText,
-                        lastReadingAt: condition.lastReadingAt
+                        lastReadingAt: condition.lastReadingAt,
+                        window: conditionWindows[slot].map(WindowSnapshot.init)
                     )
-                }
+                },
+            window: slot.flatMap { instanceWindows[$0] }.map(WindowSnapshot.init),
+            notHoldingSince: slot.flatMap { clockStates[$0]?.notHoldingSince },
+            flapHistory: rule.flapping == nil ? nil : slot.flatMap { clockStates[$0]?.flapHistory },
+            flapSamples: rule.flapping == nil ? nil : slot.flatMap { clockStates[$0]?.flapSamples },
+            flapping: rule.flapping == nil ? nil : slot.flatMap { clockStates[$0]?.isFlapping }
         )
     }
 
@@ -353,7 +470,13 @@ public struct InstanceReport: Sendable, Hashable {
     /// When its next timer (`for`, `stale`, a deferred transition) is due.
     public var nextTimerDue: Int64?
     public var stale: Bool
+    /// Whether flap detection (`flapping:`) holds it, and the weighted percentage of recent changes.
     public var flapping: Bool
+    public var flapPercent: Double?
+    /// Whether `max_transitions` holds a transition back.
+    public var limited: Bool = false
+    /// A single condition's window: its value, how many readings it holds, why it is unknown.
+    public var window: WindowReport?
     /// A combined rule's leaves or a group's members: value, truth, why unknown (empty for a single condition).
     public var conditions: [ConditionReport] = []
 
@@ -372,7 +495,10 @@ public struct InstanceReport: Sendable, Hashable {
             ("next_timer_due", number(nextTimerDue)),
             ("stale", .bool(stale)),
             ("flapping", .bool(flapping)),
+            ("limited", .bool(limited)),
         ])
+        if let flapPercent { object = object.setting("flap_percent", to: .number(flapPercent)) }
+        if let window { object = object.setting("window", to: window.json) }
         if let first = conditions.first {
             object = object.setting(first.isMember ? "members" : "conditions", to: .array(conditions.map(\.json)))
         }
@@ -410,7 +536,15 @@ extension Evaluator {
                     lastReason: lastReasons[Int32(slot)],
                     nextTimerDue: instance.timerDue,
                     stale: instance.stale,
-                    flapping: instance.flapping,
+                    flapping: clockStates[Int32(slot)]?.isFlapping ?? false,
+                    flapPercent: rule.flapping == nil ? nil : clockStates[Int32(slot)]?.flapPercent ?? 0,
+                    limited: instance.limited,
+                    window: rule.isSingleCondition
+                        ? windowReport(
+                            window: rule.leaves[0].window,
+                            state: instanceWindows[Int32(slot)],
+                            at: now
+                        ) : nil,
                     conditions: conditionReports(ofInstance: slot, at: now)
                 )
             )

@@ -7,7 +7,10 @@ public enum Replay {
         public var actions: [FiredAction] = []
         public var transitions: [TransitionRecord] = []
         public var unusable: [String: Int] = [:]
+        /// Instances that started or stopped flapping (`flapping:`).
         public var flapping: [EvaluationEvent] = []
+        /// Instances held back by `max_transitions`.
+        public var limited: [EvaluationEvent] = []
         /// Readings a sensor's `seq` shows were never received, and duplicates dropped.
         public var missing: Int64 = 0
         public var duplicates = 0
@@ -36,6 +39,8 @@ public enum Replay {
             case .transition(let record): outcome.transitions.append(record)
             case .unusable(_, _, let problem, _): outcome.unusable[problem.code, default: 0] += 1
             case .flapping: outcome.flapping.append(event)
+            case .transitionsLimited: outcome.limited.append(event)
+            case .windowRestarted: break
             case .sequenceGap(_, let missing, _): outcome.missing += missing
             case .duplicate: outcome.duplicates += 1
             }

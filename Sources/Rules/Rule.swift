@@ -50,6 +50,11 @@ public struct Rule: Hashable, Sendable {
         public var staleMilliseconds: Int64?
         /// `{NAME}` in actions is this leaf's current value.
         public var name: String?
+        /// The threshold applies to this window's value (`avg: 5m`, `rate: …`, `at_least: 3 of 5`) rather
+        /// than to each reading.
+        public var window: Window?
+        /// The most readings a window keeps per instance (the oldest is dropped, and counted, past it).
+        public var maxSamples: Int
         public var location: SourceLocation
 
         public init(
@@ -59,6 +64,8 @@ public struct Rule: Hashable, Sendable {
             clear: Double? = nil,
             staleMilliseconds: Int64? = nil,
             name: String? = nil,
+            window: Window? = nil,
+            maxSamples: Int = Window.defaultMaxSamples,
             location: SourceLocation
         ) {
             self.topic = topic
@@ -67,6 +74,8 @@ public struct Rule: Hashable, Sendable {
             self.clear = clear
             self.staleMilliseconds = staleMilliseconds
             self.name = name
+            self.window = window
+            self.maxSamples = maxSamples
             self.location = location
         }
 
@@ -134,10 +143,24 @@ public struct Rule: Hashable, Sendable {
     public var minOnMilliseconds: Int64
     public var minOffMilliseconds: Int64
     public var maxTransitions: TransitionLimit?
+    /// A firing instance whose condition stops holding clears only once it has not held this long.
+    public var keepFiringForMilliseconds: Int64 = 0
+    /// When the rule may fire (`active:`); nil: always.
+    public var schedule: Schedule?
+    /// What a firing instance does when its schedule ends.
+    public var outsideActive: OutsideActive = .clear
+    /// Flap detection (`flapping:`), nil when off.
+    public var flapping: FlapDetection?
     public var onFire: [Action]
     public var onClear: [Action]
     /// Where the rule starts in its file.
     public var location: SourceLocation
+
+    /// Whether the rule uses the clock beyond `for`, `cooldown` and `stale`: a window, a schedule,
+    /// `keep_firing_for` or flap detection.
+    public var usesClock: Bool {
+        leaves.contains { $0.window != nil } || keepFiringForMilliseconds > 0 || schedule != nil || flapping != nil
+    }
 
     /// Whether the rule is a single condition with the documented single-condition behaviour (its clear
     /// level applies once it fires, its `stale` fires it) rather than a combination or a group.
@@ -205,6 +228,7 @@ public struct Rule: Hashable, Sendable {
     public var conditionText: String {
         func leafText(_ leaf: Leaf) -> String {
             var text = "\(leaf.topic) "
+            if let window = leaf.window { text += "\(window) " }
             switch leaf.condition {
             case .above(let value): text += "above \(JSONValue.format(value))"
             case .below(let value): text += "below \(JSONValue.format(value))"
@@ -237,6 +261,22 @@ public struct Rule: Hashable, Sendable {
     /// the description and the source positions (of the rule and of each action) is compared.
     public func hasSameDefinition(as other: Rule) -> Bool {
         definition == other.definition
+    }
+
+    /// When `other` differs from this rule only in the length of some windows (`avg: 5m` → `avg: 10m`), the
+    /// indexes of those leaves; nil when anything else differs or nothing does.
+    func leavesWithOnlyWindowLengthChanged(in other: Rule) -> [Int]? {
+        guard leaves.count == other.leaves.count else { return nil }
+        var adjusted = other
+        var changed: [Int] = []
+        for index in leaves.indices {
+            guard let mine = leaves[index].window, let theirs = other.leaves[index].window, mine != theirs,
+                mine.differsOnlyInLength(from: theirs)
+            else { continue }
+            adjusted.leaves[index].window = mine
+            changed.append(index)
+        }
+        return !changed.isEmpty && hasSameDefinition(as: adjusted) ? changed : nil
     }
 
     /// The rule without what does not change its behaviour: description and source positions.

@@ -6,29 +6,38 @@ public enum RuleLoader {
     static let ruleKeys = [
         "id", "description", "topic", "field", "above", "below", "between", "outside", "equals", "clear", "for",
         "cooldown", "stale", "severity", "on_unknown", "min_on", "min_off", "max_transitions", "on_fire", "on_clear",
-        "all", "any", "not", "group_by", "match",
+        "all", "any", "not", "group_by", "match", "avg", "min", "max", "sum", "count", "rate", "delta", "at_least",
+        "max_samples", "keep_firing_for", "active", "outside_active", "flapping",
     ]
+    /// The window keys, at most one per condition.
+    static let windowKeys = ["avg", "min", "max", "sum", "count", "rate", "delta", "at_least"]
     static let conditionKeys = ["above", "below", "between", "outside", "equals"]
     static let combinationKeys = ["all", "any", "not"]
     /// The keys of one leaf of `all`/`any`/`not`.
     static let leafKeys = [
-        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "name",
+        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "name", "avg", "min",
+        "max", "sum", "count", "rate", "delta", "at_least", "max_samples",
     ]
     /// The keys of a single condition that a combined rule puts on its leaves instead.
     static let singleConditionKeys = [
-        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale",
+        "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "avg", "min", "max",
+        "sum", "count", "rate", "delta", "at_least", "max_samples",
     ]
     /// Placeholders every action may use besides the rule's captures.
     static let payloadPlaceholders = ["value", "rule", "threshold", "severity", "transition"]
     static let topicPlaceholders = ["rule"]
 
     /// Validates all sources together (ids must be unique across files); throws every problem found.
-    public static func load(_ sources: [RuleSource]) throws(RuleLoadError) -> RuleSet {
+    /// `zones` resolves the IANA names that schedules use (`active: {timezone: …}`); without it only UTC is known.
+    public static func load(
+        _ sources: [RuleSource],
+        zones: TimeZoneDatabase = .utcOnly
+    ) throws(RuleLoadError) -> RuleSet {
         var rules: [Rule] = []
         var diagnostics: [RuleDiagnostic] = []
         var firstByID: [String: SourceLocation] = [:]
         for source in sources {
-            let parsed = parse(source)
+            let parsed = parse(source, zones: zones)
             rules += parsed.rules
             diagnostics += parsed.diagnostics
             // Every declared id counts, valid rule or not, so a duplicate is reported together with other errors.
@@ -63,7 +72,8 @@ public enum RuleLoader {
 
     /// Parses one file: the rules that are valid and the problems of the others.
     public static func parse(
-        _ source: RuleSource
+        _ source: RuleSource,
+        zones: TimeZoneDatabase = .utcOnly
     ) -> (rules: [Rule], diagnostics: [RuleDiagnostic], declaredIDs: [(String, SourceLocation)]) {
         var reader = YAMLReader(file: source.path)
         guard let root = reader.compose(source.text) else {
@@ -92,14 +102,14 @@ public enum RuleLoader {
             if case .mapping(let mapping) = item, let id = mapping["id"]?.scalar?.string {
                 declaredIDs.append((id, reader.location(item)))
             }
-            if let rule = parseRule(item, reader: &reader), reader.diagnostics.count == before {
+            if let rule = parseRule(item, zones: zones, reader: &reader), reader.diagnostics.count == before {
                 rules.append(rule)
             }
         }
         return (rules, reader.diagnostics, declaredIDs)
     }
 
-    private static func parseRule(_ node: Node, reader: inout YAMLReader) -> Rule? {
+    private static func parseRule(_ node: Node, zones: TimeZoneDatabase, reader: inout YAMLReader) -> Rule? {
         guard let entries = reader.mapping(node, what: "a rule", allowed: ruleKeys) else { return nil }
         let location = reader.location(node)
 
@@ -198,8 +208,26 @@ public enum RuleLoader {
                 parseActions($0.value, what: "on_clear", captures: captures, names: actionNames, reader: &reader)
             } ?? []
 
+        let keepFiringFor = duration("keep_firing_for") ?? 0
+        let schedule = entries["active"].flatMap { parseSchedule($0.value, zones: zones, reader: &reader) }
+        var outsideActive = Rule.OutsideActive.clear
+        if let entry = entries["outside_active"], let text = reader.string(entry.value, what: "'outside_active'") {
+            if let value = Rule.OutsideActive(rawValue: text) {
+                outsideActive = value
+            } else {
+                reader.error(entry.value, "outside_active '\(text)' must be clear or hold")
+            }
+            if entries["active"] == nil {
+                reader.error(
+                    entry.key,
+                    "'outside_active' without 'active': it says what happens when the schedule ends"
+                )
+            }
+        }
+        let flapping = entries["flapping"].flatMap { parseFlapDetection($0.value, reader: &reader) }
+
         guard conditionIsValid, !leaves.isEmpty else { return nil }
-        return Rule(
+        var rule = Rule(
             id: id,
             description: entries["description"].flatMap { reader.string($0.value, what: "'description'") },
             leaves: leaves,
@@ -216,6 +244,11 @@ public enum RuleLoader {
             onClear: onClear,
             location: location
         )
+        rule.keepFiringForMilliseconds = keepFiringFor
+        rule.schedule = schedule
+        rule.outsideActive = outsideActive
+        rule.flapping = flapping
+        return rule
     }
 
     /// A condition on one topic (`topic`, `field`, one threshold, `clear`, `stale`, `name`), from a rule's
@@ -294,6 +327,28 @@ public enum RuleLoader {
             }
             name = text
         }
+        let window = parseWindow(entries, condition: condition, reader: &reader)
+        var maxSamples = Rule.Window.defaultMaxSamples
+        if let entry = entries["max_samples"], let value = reader.integer(entry.value, what: "'max_samples'") {
+            if value < 1 {
+                reader.error(entry.value, "'max_samples' must be at least 1")
+            } else if window == nil {
+                reader.error(
+                    entry.key,
+                    "'max_samples' without a window (avg, min, max, sum, count, rate, delta, at_least)"
+                )
+            }
+            maxSamples = max(value, 1)
+        }
+        if let window, case .readings(let count) = window.span, count > maxSamples {
+            reader.error(
+                at: reader.location(node),
+                "the window '\(window)' needs \(count) readings but 'max_samples' is \(maxSamples): raise 'max_samples'"
+            )
+        }
+        if case .atLeast? = window, let entry = entries["clear"] {
+            reader.error(entry.key, "'clear' does not go with 'at_least': it clears when fewer than M readings hold")
+        }
         guard let topic, let condition else { return nil }
         return Rule.Leaf(
             topic: topic,
@@ -302,6 +357,8 @@ public enum RuleLoader {
             clear: clear,
             staleMilliseconds: stale,
             name: name,
+            window: window,
+            maxSamples: maxSamples,
             location: reader.location(node)
         )
     }
@@ -496,6 +553,205 @@ public enum RuleLoader {
             }
             return .equals(value)
         }
+    }
+
+    /// The one window key of a condition (`avg: 5m`, `rate: {per: 1m, over: 5m}`, `at_least: 3 of 5`…).
+    private static func parseWindow(
+        _ entries: [String: (key: Node, value: Node)],
+        condition: Rule.Condition?,
+        reader: inout YAMLReader
+    ) -> Rule.Window? {
+        let present = windowKeys.filter { entries[$0] != nil }
+        guard let key = present.first, let entry = entries[key] else { return nil }
+        if present.count > 1, let second = entries[present[1]] {
+            reader.error(
+                second.key,
+                "a condition has at most one window: '\(present[0])' and '\(present[1])' both given"
+            )
+            return nil
+        }
+        if key != "at_least", case .equals? = condition {
+            reader.error(
+                entry.key,
+                "'\(key)' computes a number: it goes with above, below, between or outside, not with 'equals' "
+                    + "(count matching readings with 'at_least')"
+            )
+            return nil
+        }
+        func positiveDuration(_ node: Node, what: String) -> Int64? {
+            guard let value = reader.duration(node, what: what) else { return nil }
+            guard value > 0 else {
+                reader.error(node, "\(what) must be longer than 0")
+                return nil
+            }
+            return value
+        }
+        func span(_ node: Node) -> Rule.Window.Span? {
+            if YAMLReader.tagName(node) == .int {
+                guard let count = reader.integer(node, what: "'\(key)'") else { return nil }
+                guard count > 0 else {
+                    reader.error(node, "'\(key)' needs at least 1 reading")
+                    return nil
+                }
+                return .readings(count)
+            }
+            return positiveDuration(node, what: "'\(key)'").map(Rule.Window.Span.duration)
+        }
+        switch key {
+        case "rate":
+            guard let fields = reader.mapping(entry.value, what: "'rate'", allowed: ["per", "over"]) else { return nil }
+            guard let perEntry = fields["per"], let overEntry = fields["over"] else {
+                reader.error(entry.value, "'rate' needs 'per' and 'over', e.g. {per: 1m, over: 5m}")
+                return nil
+            }
+            guard let per = positiveDuration(perEntry.value, what: "rate 'per'"),
+                let over = positiveDuration(overEntry.value, what: "rate 'over'")
+            else { return nil }
+            return .rate(perMilliseconds: per, overMilliseconds: over)
+        case "delta":
+            return positiveDuration(entry.value, what: "'delta'").map(Rule.Window.delta)
+        case "at_least":
+            let text = entry.value.scalar?.string ?? ""
+            let words = text.split(separator: " ", omittingEmptySubsequences: true)
+            guard words.count == 3, let count = Int(words[0]), count > 0, words[1] == "of" || words[1] == "in" else {
+                reader.error(
+                    entry.value,
+                    "at_least '\(text)' must look like '3 of 5' (readings) or '3 in 10m' (a duration)"
+                )
+                return nil
+            }
+            if words[1] == "of" {
+                guard let total = Int(words[2]), total >= count else {
+                    reader.error(entry.value, "at_least '\(text)': N in 'M of N' must be a whole number at least M")
+                    return nil
+                }
+                return .atLeast(count, .readings(total))
+            }
+            guard let duration = RuleDuration.milliseconds(String(words[2])), duration > 0 else {
+                reader.error(entry.value, "at_least '\(text)': '\(words[2])' is not a duration (use e.g. 10m)")
+                return nil
+            }
+            return .atLeast(count, .duration(duration))
+        case "count":
+            guard YAMLReader.tagName(entry.value) != .int else {
+                reader.error(
+                    entry.value,
+                    "'count' takes a duration (how many readings came within it), not a number of readings"
+                )
+                return nil
+            }
+            return span(entry.value).map { .statistic(.count, $0) }
+        default:
+            return span(entry.value).map { .statistic(Rule.Window.Statistic(rawValue: key)!, $0) }
+        }
+    }
+
+    /// `active: {days, from, to, timezone}`.
+    private static func parseSchedule(_ node: Node, zones: TimeZoneDatabase, reader: inout YAMLReader) -> Rule.Schedule?
+    {
+        guard let entries = reader.mapping(node, what: "'active'", allowed: ["days", "from", "to", "timezone"]) else {
+            return nil
+        }
+        var days = Set(0..<7)
+        if let entry = entries["days"], let items = reader.sequence(entry.value, what: "'days'") {
+            days = []
+            for item in items {
+                guard let name = reader.string(item, what: "a day") else { continue }
+                guard let day = Rule.Schedule.dayNames.firstIndex(of: name.lowercased()) else {
+                    let hint =
+                        YAMLReader.closest(to: name.lowercased(), in: Rule.Schedule.dayNames).map {
+                            " (did you mean '\($0)'?)"
+                        } ?? ""
+                    reader.error(item, "day '\(name)' must be one of mon, tue, wed, thu, fri, sat, sun\(hint)")
+                    continue
+                }
+                days.insert(day)
+            }
+            if items.isEmpty { reader.error(entry.value, "'days' is empty: list the days the schedule starts on") }
+        }
+        func clock(_ key: String) -> Int? {
+            guard let entry = entries[key] else {
+                reader.error(node, "'active' needs '\(key)' (a local time such as \"08:00\")")
+                return nil
+            }
+            let text = entry.value.scalar?.string ?? ""
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false).map { Int($0) }
+            if parts.count >= 2, parts.count <= 3, parts.allSatisfy({ $0 != nil }) {
+                let (hours, minutes, seconds) = (parts[0]!, parts[1]!, parts.count == 3 ? parts[2]! : 0)
+                let total = hours * 3600 + minutes * 60 + seconds
+                if (0..<60).contains(minutes), (0..<60).contains(seconds), hours >= 0,
+                    total < 86_400 || (key == "to" && total == 86_400)
+                {
+                    return total
+                }
+            }
+            reader.error(
+                entry.value,
+                "'\(key)' '\(text)' must be a local time HH:MM (00:00 to 23:59; 'to' may be 24:00)"
+            )
+            return nil
+        }
+        let from = clock("from")
+        let to = clock("to")
+        var zone = TimeZoneRules.utc
+        if let entry = entries["timezone"], let name = reader.string(entry.value, what: "'timezone'") {
+            if let found = zones.rules(named: name) {
+                zone = found
+            } else {
+                reader.error(
+                    entry.value,
+                    "unknown time zone '\(name)': use an IANA name such as Europe/Berlin (\(zones.origin))"
+                )
+                return nil
+            }
+        }
+        guard let from, let to else { return nil }
+        guard from % 86_400 != to % 86_400 else {
+            reader.error(node, "'from' and 'to' are the same time: leave 'active' out for a rule that is always active")
+            return nil
+        }
+        guard !days.isEmpty else { return nil }
+        return Rule.Schedule(days: days, fromSeconds: from, toSeconds: to, zone: zone)
+    }
+
+    /// `flapping: {history, low, high, state}`.
+    private static func parseFlapDetection(_ node: Node, reader: inout YAMLReader) -> Rule.FlapDetection? {
+        guard let entries = reader.mapping(node, what: "'flapping'", allowed: ["history", "low", "high", "state"])
+        else {
+            return nil
+        }
+        var detection = Rule.FlapDetection(history: 21, lowPercent: 20, highPercent: 30, state: .hold)
+        if let entry = entries["history"], let value = reader.integer(entry.value, what: "flapping 'history'") {
+            if (3...64).contains(value) {
+                detection.history = value
+            } else {
+                reader.error(entry.value, "flapping 'history' must be 3 to 64 results, got \(value)")
+            }
+        }
+        for key in ["low", "high"] {
+            guard let entry = entries[key], let value = reader.number(entry.value, what: "flapping '\(key)'") else {
+                continue
+            }
+            guard (0...100).contains(value) else {
+                reader.error(entry.value, "flapping '\(key)' is a percentage of state changes: 0 to 100")
+                continue
+            }
+            if key == "low" { detection.lowPercent = value } else { detection.highPercent = value }
+        }
+        if detection.lowPercent > detection.highPercent {
+            reader.error(
+                node,
+                "flapping 'low' (\(JSONValue.format(detection.lowPercent))) is above 'high' (\(JSONValue.format(detection.highPercent)))"
+            )
+        }
+        if let entry = entries["state"], let text = reader.string(entry.value, what: "flapping 'state'") {
+            if let state = Rule.FlapDetection.HeldState(rawValue: text) {
+                detection.state = state
+            } else {
+                reader.error(entry.value, "flapping state '\(text)' must be hold, fire or clear")
+            }
+        }
+        return detection
     }
 
     private static func parseTransitionLimit(_ node: Node, reader: inout YAMLReader) -> Rule.TransitionLimit? {

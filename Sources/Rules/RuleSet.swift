@@ -18,8 +18,13 @@ public struct RuleSet: Sendable {
     let matches: [Rule.Match?]
     /// Per rule: its `on_unknown`.
     let unknownPolicies: [Rule.UnknownPolicy]
-    /// Per rule: whether some leaf (or a group's members) has a `stale`.
+    /// Per rule: whether some leaf (or a group's members) has a `stale` or a window, or the rule uses the
+    /// clock otherwise: its instances have condition deadlines, and every reading steps them.
     let hasStaleConditions: [Bool]
+    /// Per rule: its schedule (`active:`), if any.
+    let schedules: [Rule.Schedule?]
+    /// Per rule: whether some leaf (or a group's members) has a window.
+    let hasWindows: [Bool]
     let index: TopicIndex
     /// The distinct payload fields the rules read, each once.
     let fields: [[String]]
@@ -73,7 +78,9 @@ public struct RuleSet: Sendable {
         self.combinationNodes = nodes
         self.matches = rules.map { $0.grouping?.match }
         self.unknownPolicies = rules.map(\.onUnknown)
-        self.hasStaleConditions = rules.map { $0.leaves.contains { $0.staleMilliseconds != nil } }
+        self.hasStaleConditions = rules.map { $0.leaves.contains { $0.staleMilliseconds != nil } || $0.usesClock }
+        self.schedules = rules.map(\.schedule)
+        self.hasWindows = rules.map { $0.leaves.contains { $0.window != nil } }
         self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
         self.fields = fields
         var keyBytes = Array("seq".utf8)
@@ -143,6 +150,30 @@ public struct RuleSet: Sendable {
                 )
             }
         }
+    }
+
+    /// What each window keeps (`check` prints them as notes): a duration window keeps every usable reading
+    /// within it, up to `max_samples` per instance.
+    public var windowNotes: [Diagnostic] {
+        rules.flatMap { rule -> [Diagnostic] in
+            rule.leaves.compactMap { leaf -> Diagnostic? in
+                guard let window = leaf.window, window.durationMilliseconds != nil else { return nil }
+                let bytes = leaf.maxSamples * MemoryLayout<WindowState.Sample>.stride
+                return Diagnostic(
+                    leaf.location,
+                    "rule '\(rule.id)': the window '\(window)' keeps every reading within it, at most "
+                        + "max_samples=\(leaf.maxSamples) per instance (\(RuleSet.byteText(bytes))); instances × samples: "
+                        + "1,000 instances × \(leaf.maxSamples) = up to \(RuleSet.byteText(bytes * 1000)); past it the "
+                        + "oldest reading is dropped and counted"
+                )
+            }
+        }
+    }
+
+    static func byteText(_ bytes: Int) -> String {
+        if bytes >= 10_000_000 { return "\(bytes / 1_000_000) MB" }
+        if bytes >= 10_000 { return "\(bytes / 1000) kB" }
+        return "\(bytes) bytes"
     }
 
     /// The rule with this id.

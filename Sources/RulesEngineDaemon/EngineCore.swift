@@ -185,7 +185,8 @@ final class EngineCore: Sendable {
         let old = filters
         locked.withLock { locked in
             commit(&locked, events: [], topic: nil, at: 0)
-            locked.evaluator.replaceRules(with: ruleSet)
+            let events = locked.evaluator.replaceRules(with: ruleSet)
+            deliver(events, at: locked.evaluator.now)
             locked.statePatterns = EngineCore.patterns(for: ruleSet)
         }
         return (old, filters)
@@ -351,13 +352,28 @@ final class EngineCore: Sendable {
                     message: "duplicate reading dropped",
                     detail: ["topic": "\(topic)", "seq": "\(sequence)"]
                 )
-            case .flapping(let ruleID, let labels, _, let until):
+            case .transitionsLimited(let ruleID, let labels, _, let until):
+                metrics.limited(rule: ruleID)
                 logger.warning(
-                    "rule instance is flapping: holding its state",
+                    "rule instance reached max_transitions: holding its state",
                     metadata: [
                         "rule": "\(ruleID)", "labels": "\(labels.map(\.description).joined(separator: ","))",
                         "until": "\(until)",
                     ]
+                )
+            case .flapping(let ruleID, let labels, let timestamp, let isFlapping, let percent):
+                metrics.flapping(rule: ruleID, started: isFlapping)
+                logger.warning(
+                    isFlapping ? "rule instance is flapping: held as the rule says" : "rule instance stopped flapping",
+                    metadata: [
+                        "rule": "\(ruleID)", "labels": "\(labels.map(\.description).joined(separator: ","))",
+                        "percent": "\(JSONValue.format(percent.rounded()))", "ts": "\(timestamp)",
+                    ]
+                )
+            case .windowRestarted(let ruleID, let window):
+                logger.notice(
+                    "window length changed: the window starts over",
+                    metadata: ["rule": "\(ruleID)", "window": "\(window)"]
                 )
             }
         }

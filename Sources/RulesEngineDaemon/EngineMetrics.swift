@@ -48,6 +48,21 @@ public struct EngineMetrics: Sendable {
         ).increment()
     }
 
+    /// An instance started (`started`) or stopped flapping.
+    func flapping(rule: String, started: Bool) {
+        Counter(
+            label: "sensor_pipeline_rule_flapping_total",
+            dimensions: [("rule", rule), ("change", started ? "started" : "stopped")],
+            factory: factory
+        ).increment()
+    }
+
+    /// A transition `max_transitions` held back.
+    func limited(rule: String) {
+        Counter(label: "sensor_pipeline_rule_transitions_limited_total", dimensions: [("rule", rule)], factory: factory)
+            .increment()
+    }
+
     func reload(_ outcome: String) {
         Counter(label: "sensor_pipeline_rules_reloads_total", dimensions: [("outcome", outcome)], factory: factory)
             .increment()

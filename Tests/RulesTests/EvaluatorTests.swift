@@ -223,7 +223,7 @@ struct EvaluatorTests {
         ),
         // max_transitions
         Scenario(
-            name: "max_transitions holds the state when flapping, then applies the latest value",
+            name: "max_transitions holds the state when its window is full, then applies the latest value",
             keys: "above: 30\nmax_transitions: 2 per 1m",
             readings: [(0, "31"), (1000, "20"), (2000, "31")],
             until: 120_000,
@@ -347,7 +347,7 @@ struct EvaluatorTests {
         #expect(outcome.transitions.isEmpty)
     }
 
-    @Test func flappingIsReported() throws {
+    @Test func transitionLimitIsReported() throws {
         let rules = try loadRules(ruleFile("above: 30\nmax_transitions: 2 per 1m"))
         var evaluator = Evaluator(ruleSet: rules)
         var events: [EvaluationEvent] = []
@@ -356,7 +356,12 @@ struct EvaluatorTests {
         }
         #expect(
             events.contains(
-                .flapping(ruleID: "r", labels: [Label(name: "device", value: "d1")], timestamp: 2000, until: 60_000)
+                .transitionsLimited(
+                    ruleID: "r",
+                    labels: [Label(name: "device", value: "d1")],
+                    timestamp: 2000,
+                    until: 60_000
+                )
             )
         )
         #expect(evaluator.nextDeadline == 60_000)

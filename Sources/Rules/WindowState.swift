@@ -1,0 +1,137 @@
+import DequeModule
+import FileFormats
+
+/// The readings in one condition's window and its running aggregate: amortised O(1) per reading for every
+/// window kind (a running sum, a monotonic deque for `min`/`max`, the samples in arrival order for expiry).
+public struct WindowState: Sendable, Hashable {
+    /// One usable reading in the window: its time and value (for `at_least`, 1 when it passed the threshold).
+    public struct Sample: Sendable, Hashable, Codable {
+        public var time: Int64
+        public var value: Double
+
+        public init(time: Int64, value: Double) {
+            self.time = time
+            self.value = value
+        }
+    }
+
+    /// A sample that may still be the window's minimum or maximum, and its position in arrival order.
+    struct Extreme: Sendable, Hashable {
+        var ordinal: Int64
+        var value: Double
+    }
+
+    /// The usable readings in the window, oldest first.
+    public private(set) var samples = Deque<Sample>()
+    /// For `min` (ascending) or `max` (descending): the samples that can still be the answer.
+    private var extremes = Deque<Extreme>()
+    /// The sum of `samples`' values (for `avg`, `sum`, and the holding count of `at_least`).
+    private var sum = 0.0
+    /// Removals since `sum` was last recomputed from the samples (bounds the drift of adding and subtracting).
+    private var removalsSinceExactSum = 0
+    /// How many readings ever entered (the ordinal of the next one).
+    private var entered: Int64 = 0
+    /// Readings dropped because the window reached `max_samples`.
+    public private(set) var droppedSamples = 0
+
+    public init() {}
+
+    /// A window that holds `samples` (restored from a snapshot), in order.
+    public init(samples: [Sample], droppedSamples: Int, window: Rule.Window) {
+        for sample in samples { insert(sample, window: window, maxSamples: .max) }
+        self.droppedSamples = droppedSamples
+    }
+
+    /// Takes in one usable reading at `time` (not before the previous one's).
+    public mutating func insert(_ sample: Sample, window: Rule.Window, maxSamples: Int) {
+        let ordinal = entered
+        entered += 1
+        samples.append(sample)
+        sum += sample.value
+        switch window {
+        case .statistic(.min, _):
+            while let last = extremes.last, last.value >= sample.value { extremes.removeLast() }
+            extremes.append(Extreme(ordinal: ordinal, value: sample.value))
+        case .statistic(.max, _):
+            while let last = extremes.last, last.value <= sample.value { extremes.removeLast() }
+            extremes.append(Extreme(ordinal: ordinal, value: sample.value))
+        default: break
+        }
+        let limit: Int
+        if case .readings(let count) = window.span { limit = min(count, maxSamples) } else { limit = maxSamples }
+        while samples.count > limit {
+            removeOldest()
+            if case .duration = window.span { droppedSamples += 1 }
+        }
+    }
+
+    /// Drops the readings that left a duration window by `time`: a reading at `t` is inside until `t + D`.
+    public mutating func expire(at time: Int64, window: Rule.Window) {
+        guard let duration = window.durationMilliseconds else { return }
+        while let first = samples.first, first.time + duration < time { removeOldest() }
+    }
+
+    private mutating func removeOldest() {
+        let removed = samples.removeFirst()
+        removalsSinceExactSum += 1
+        if samples.isEmpty {
+            sum = 0
+            removalsSinceExactSum = 0
+        } else if removalsSinceExactSum > max(samples.count, 64) {
+            sum = samples.reduce(0) { $0 + $1.value }
+            removalsSinceExactSum = 0
+        } else {
+            sum -= removed.value
+        }
+        let firstOrdinal = entered - Int64(samples.count)
+        while let first = extremes.first, first.ordinal < firstOrdinal { extremes.removeFirst() }
+    }
+
+    /// The window's value (after `expire`): nil while it is unknown.
+    public func value(of window: Rule.Window) -> Double? {
+        let count = samples.count
+        switch window {
+        case .statistic(.count, _):
+            return Double(count)
+        case .statistic(let statistic, let span):
+            if case .readings(let needed) = span, count < needed { return nil }
+            guard count > 0 else { return nil }
+            switch statistic {
+            case .avg: return sum / Double(count)
+            case .sum: return sum
+            case .min, .max: return extremes.first?.value
+            case .count: return Double(count)
+            }
+        case .rate(let per, let over):
+            guard count >= 2, let first = samples.first, let last = samples.last else { return nil }
+            let span = last.time - first.time
+            guard span > 0, span * 2 >= over else { return nil }
+            return (last.value - first.value) / Double(span) * Double(per)
+        case .delta:
+            guard count >= 2, let first = samples.first, let last = samples.last else { return nil }
+            return last.value - first.value
+        case .atLeast(_, .readings(let needed)):
+            return count < needed ? nil : sum.rounded()
+        case .atLeast(_, .duration):
+            return count == 0 ? nil : sum.rounded()
+        }
+    }
+
+    /// Why the value is unknown (after `expire`), for people.
+    public func unknownReason(of window: Rule.Window) -> String {
+        switch window {
+        case .statistic(_, .readings(let needed)), .atLeast(_, .readings(let needed)):
+            "\(samples.count) of the \(needed) readings it needs"
+        case .rate(_, let over) where samples.count >= 2:
+            "its readings span less than half of \(RuleDuration.format(over))"
+        case .rate, .delta: "fewer than two readings in the window"
+        default: "no reading in the window"
+        }
+    }
+
+    /// When the next reading leaves a duration window (nil when none will).
+    public func nextExpiry(of window: Rule.Window) -> Int64? {
+        guard let duration = window.durationMilliseconds, let first = samples.first else { return nil }
+        return first.time + duration + 1
+    }
+}
