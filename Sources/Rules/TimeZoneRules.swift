@@ -45,9 +45,10 @@ public struct TimeZoneRules: Hashable, Sendable, CustomStringConvertible {
         }
         guard let times = reader.integers(count: counts.times, size: timeSize),
             let indexes = reader.bytes(count: counts.times),
-            let types = reader.bytes(count: counts.types * 6),
+            let typeBytes = reader.bytes(count: counts.types * 6),
             counts.types > 0
         else { return nil }
+        let types = Array(typeBytes)
         let typeOffsets = (0..<counts.types).map { type in
             Int32(bitPattern: types[type * 6..<type * 6 + 4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
         }
