@@ -2,10 +2,11 @@
 # Installs what the build and the tests need on Debian, when it is missing:
 # mosquitto (the broker the tests and the demo start), mosquitto-clients, libmosquitto-dev, openssl,
 # chromium and curl (the live page's test loads it headless and reads its event stream).
+# tzdata: the zone database that schedules (`active: {timezone: …}`) read.
 set -euo pipefail
 
 needed=()
-for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl; do
+for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ "${#needed[@]}" -gt 0 ]; then

@@ -41,12 +41,19 @@ public enum InstanceTable {
             }
             var state = instance["state"].flatMap(\.stringValue) ?? "?"
             if instance["stale"] == .bool(true) { state += " (stale)" }
-            if instance["flapping"] == .bool(true) { state += " (flapping)" }
+            if instance["flapping"] == .bool(true) {
+                var percent = "?"
+                if case .number(let number)? = instance["flap_percent"] { percent = JSONValue.format(number.rounded()) }
+                state += " (flapping \(percent) %)"
+            }
+            if instance["limited"] == .bool(true) { state += " (max_transitions)" }
+            var value = instance["last_value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-"
+            if let window = instance["window"] { value = InstanceTable.windowText(window) }
             rows.append([
                 labels.isEmpty ? "-" : labels,
                 state,
                 relative(instance["since"], now: now),
-                instance["last_value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-",
+                value,
                 relative(instance["last_reading_at"], now: now),
                 relative(instance["next_timer_due"], now: now),
                 instance["last_reason"].flatMap(\.stringValue) ?? "-",
@@ -74,12 +81,21 @@ public enum InstanceTable {
                 "  \(name)\(condition["topic"].flatMap(\.stringValue) ?? "?")",
                 truth + why,
                 "",
-                condition["value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-",
+                condition["window"].map(InstanceTable.windowText)
+                    ?? condition["value"].map { $0 == .null ? "-" : $0.jsonText } ?? "-",
                 relative(condition["last_reading_at"], now: now),
                 "",
                 "",
             ]
         }
+    }
+
+    /// A window's value, what it is and how many readings it holds: `31.5 (avg 5m of 12)`.
+    static func windowText(_ window: JSONValue) -> String {
+        let value = window["value"].flatMap { $0 == .null ? nil : $0.jsonText } ?? "unknown"
+        var samples = 0
+        if case .number(let number)? = window["samples"] { samples = Int(number) }
+        return "\(value) (\(window["window"].flatMap(\.stringValue) ?? "window") of \(samples))"
     }
 
     /// `3s ago`, `in 2s`, or `-`.

@@ -22,9 +22,10 @@ public struct OfflineTools: Sendable {
     public func check(_ paths: [String]) -> Int32 {
         do {
             let ruleSet = try RuleFiles.load(paths)
-            for note in ruleSet.sharedConditionNotes + ruleSet.windowNotes {
+            for note in ruleSet.sharedConditionNotes {
                 standardError("\(note.location): note: \(note.message)")
             }
+            for warning in ruleSet.windowNotes { standardError("\(warning.location): warning: \(warning.message)") }
             standardError("\(ruleSet.rules.count) rule(s) valid")
             return 0
         } catch {
@@ -40,6 +41,17 @@ public struct OfflineTools: Sendable {
             let recorded = try loadReadings(readings)
             let outcome = Replay.run(ruleSet, readings: recorded, end: try end.map(parseEnd))
             for action in outcome.actions { standardOutput(Replay.jsonLine(action)) }
+            for event in outcome.flapping {
+                guard case .flapping(let rule, let labels, let time, let isFlapping, let percent) = event else { continue }
+                let instance = labels.isEmpty ? "" : " " + labels.map(\.description).joined(separator: ",")
+                standardError(
+                    "rule \(rule)\(instance) \(isFlapping ? "started" : "stopped") flapping at \(time) "
+                        + "(\(JSONValue.format(percent.rounded())) % of its last results changed)"
+                )
+            }
+            if !outcome.limited.isEmpty {
+                standardError("\(outcome.limited.count) transition(s) held back by max_transitions")
+            }
             for (code, count) in outcome.unusable.sorted(by: { $0.key < $1.key }) {
                 standardError("\(count) reading(s) unusable by a rule: \(code)")
             }

@@ -58,6 +58,13 @@ extension Evaluator {
         let condition = Evaluator.conditionText(rule.leaves[0], kind: kind)
         let duration =
             kind == .fire && rule.forMilliseconds > 0 ? " for \(RuleDuration.format(rule.forMilliseconds))" : ""
+        if let window = rule.leaves[0].window {
+            if case .atLeast(let needed, _) = window {
+                return "\(window): \(valueText) matching (\(kind == .fire ? "at least" : "fewer than") \(needed)) "
+                    + "\(Evaluator.conditionText(rule.leaves[0], kind: .fire))\(duration)"
+            }
+            return "\(window) = \(valueText) \(condition)\(duration)"
+        }
         return "value \(valueText) \(condition)\(duration)"
     }
 

@@ -42,6 +42,8 @@ public struct RuleTestSuite: Sendable {
         public var conditions: [(key: String, value: JSONValue)]?
         /// The members holding at the transition, by name (sorted).
         public var members: [String]?
+        /// The value the condition compared at the transition: a window's aggregate (`avg: 5m` → the mean).
+        public var value: JSONValue?
 
         public var description: String {
             var text = "\(RuleDuration.format(at)) \(transition.rawValue) \(rule)"
@@ -54,6 +56,7 @@ public struct RuleTestSuite: Sendable {
                 text += " " + conditions.map { "\($0.key)=\($0.value.textValue)" }.joined(separator: ",")
             }
             if let members { text += " members " + members.joined(separator: ",") }
+            if let value { text += " value \(value.textValue)" }
             return text
         }
     }
@@ -171,7 +174,9 @@ public struct RuleTestSuite: Sendable {
             let entries = reader.mapping(
                 node,
                 what: "an expected transition",
-                allowed: ["at", "rule", "transition", "labels", "topic", "payload", "log", "conditions", "members"]
+                allowed: [
+                    "at", "rule", "transition", "labels", "topic", "payload", "log", "conditions", "members", "value",
+                ]
             )
         else { return nil }
         guard let atEntry = entries["at"], let at = reader.duration(atEntry.value, what: "'at'"),
@@ -211,7 +216,8 @@ public struct RuleTestSuite: Sendable {
             payload: entries["payload"].flatMap { reader.json($0.value, what: "'payload'") },
             log: entries["log"].flatMap { reader.string($0.value, what: "'log'") },
             conditions: conditions,
-            members: members
+            members: members,
+            value: entries["value"].flatMap { reader.json($0.value, what: "'value'") }
         )
     }
 
@@ -240,6 +246,14 @@ public struct RuleTestSuite: Sendable {
         }
     }
 
+    /// Numbers compare to 1e-9 (a mean is rarely exact in binary); anything else exactly.
+    static func sameValue(_ expected: JSONValue, _ actual: JSONValue?) -> Bool {
+        if case .number(let wanted) = expected, case .number(let got)? = actual {
+            return abs(wanted - got) <= 1e-9 * max(1, abs(wanted))
+        }
+        return expected == actual
+    }
+
     static func matches(_ expectation: Expectation, _ record: TransitionRecord, actions: [FiredAction]) -> Bool {
         guard expectation.at == record.timestamp, expectation.rule == record.ruleID,
             expectation.transition == record.transition
@@ -256,6 +270,7 @@ public struct RuleTestSuite: Sendable {
             let actual = condition.truth == .unknown ? JSONValue.string("unknown") : condition.value ?? .null
             if actual != expected { return false }
         }
+        if let value = expectation.value, !RuleTestSuite.sameValue(value, record.value) { return false }
         if let members = expectation.members,
             members != record.conditions.filter({ $0.truth == .true }).compactMap(\.name).sorted()
         {

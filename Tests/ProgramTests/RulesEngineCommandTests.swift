@@ -85,7 +85,7 @@ struct RulesEngineCommandTests {
         #expect(run.status == 0, "\(run.standardError)")
         #expect(
             run.standardOutput == #"""
-                {"ts":6000,"rule":"rack-cooling","transition":"fire","topic":"actuators/rack-1/cooling/set","payload":{"state":"on","rule":"rack-cooling","reason":"value 32 above 30 for 5s","value":32,"ts":6000}}
+                {"ts":6000,"rule":"rack-cooling","transition":"fire","topic":"actuators/rack-1/cooling/set","payload":{"state":"on","rule":"rack-cooling","reason":"avg 1m = 31.5 above 30 for 5s","value":31.5,"ts":6000}}
 
                 """#
         )
