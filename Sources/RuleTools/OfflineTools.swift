@@ -42,7 +42,9 @@ public struct OfflineTools: Sendable {
             let outcome = Replay.run(ruleSet, readings: recorded, end: try end.map(parseEnd))
             for action in outcome.actions { standardOutput(Replay.jsonLine(action)) }
             for event in outcome.flapping {
-                guard case .flapping(let rule, let labels, let time, let isFlapping, let percent) = event else { continue }
+                guard case .flapping(let rule, let labels, let time, let isFlapping, let percent) = event else {
+                    continue
+                }
                 let instance = labels.isEmpty ? "" : " " + labels.map(\.description).joined(separator: ",")
                 standardError(
                     "rule \(rule)\(instance) \(isFlapping ? "started" : "stopped") flapping at \(time) "

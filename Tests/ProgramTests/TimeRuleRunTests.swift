@@ -1,0 +1,73 @@
+import Foundation
+import MQTT
+import MQTTTestSupport
+import Testing
+
+/// Windows and schedules through a real mosquitto: the clock alone moves an instance.
+@Suite("rules-engine run with windows and schedules, live")
+struct TimeRuleRunTests {
+    /// A 3-second average fires on a hot reading and clears by itself when that reading leaves the window,
+    /// with no reading after the cool one: exactly 3.001 s after the hot reading.
+    @Test func aDurationWindowClearsWithNoNewReading() async throws {
+        let rules = """
+            rules:
+              - id: hot-average
+                topic: "{prefix}/sensors/{rack}/temperature"
+                avg: 3s
+                above: 30
+                on_fire:
+                  - publish: {topic: "{prefix}/actuators/{rack}/cooling/set", payload: {state: "on"}}
+                on_clear:
+                  - publish: {topic: "{prefix}/actuators/{rack}/cooling/set", payload: {state: "off"}}
+            """
+        let harness = try await EngineHarness("window", rules: rules)
+        let port = try TestBroker.freePort()
+        let engine = try await harness.startEngine(extraArguments: ["--http", "127.0.0.1:\(port)"])
+        try await harness.reading("r1", "40")
+        let on = try await harness.commands.first(timeout: .seconds(20)) { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(on) == "r1/cooling on")
+        try await harness.reading("r1", "25")  // the average is 32.5: still on
+        let instances = try await EngineHTTPTests.get(port, "/api/instances").body
+        #expect(instances.contains(#""window":{"window":"avg 3s","#), "\(instances)")
+        let off = try await harness.commands.first(timeout: .seconds(20)) { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(off) == "r1/cooling off")
+        let onTime = try #require(CombinedRuleRunTests.number("ts", in: on.payloadString))
+        #expect(CombinedRuleRunTests.number("ts", in: off.payloadString) == onTime + 3001)
+        #expect(off.payloadString.contains(#""reason":"avg 3s = 25 at or below 30""#), "\(off.payloadString)")
+        #expect(await harness.stop(engine) == 0)
+    }
+
+    /// A schedule that starts a few seconds from now: a reading before it does nothing, its start fires the
+    /// rule at the boundary with no reading, and its end clears it at the boundary.
+    @Test func aScheduleBoundaryFiresAndClearsAtTheBoundary() async throws {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let from = (now / 1000 + 5) * 1000
+        let to = from + 3000
+        func clock(_ milliseconds: Int64) -> String {
+            let seconds = milliseconds / 1000 % 86_400
+            return String(format: "%02d:%02d:%02d", seconds / 3600, seconds / 60 % 60, seconds % 60)
+        }
+        let rules = """
+            rules:
+              - id: scheduled
+                topic: "{prefix}/sensors/{rack}/temperature"
+                above: 30
+                active: {from: "\(clock(from))", to: "\(clock(to))", timezone: UTC}
+                on_fire:
+                  - publish: {topic: "{prefix}/actuators/{rack}/fan/set", payload: {state: "on"}}
+                on_clear:
+                  - publish: {topic: "{prefix}/actuators/{rack}/fan/set", payload: {state: "off"}}
+            """
+        let harness = try await EngineHarness("schedule", rules: rules)
+        let engine = try await harness.startEngine()
+        try await harness.reading("r2", "35")
+        let on = try await harness.commands.first(timeout: .seconds(20)) { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(on) == "r2/fan on")
+        #expect(CombinedRuleRunTests.number("ts", in: on.payloadString) == from)
+        let off = try await harness.commands.first(timeout: .seconds(20)) { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(off) == "r2/fan off")
+        #expect(CombinedRuleRunTests.number("ts", in: off.payloadString) == to)
+        #expect(off.payloadString.contains("outside its schedule"), "\(off.payloadString)")
+        #expect(await harness.stop(engine) == 0)
+    }
+}
