@@ -78,6 +78,11 @@ enum InProcessEvaluation {
         return withExtendedLifetime(evaluator) { (Double(after - before) / Double(max(1, instances)), instances) }
     }
 
+    /// The same readings `milliseconds` apart.
+    static func restamped(_ readings: [Reading], every milliseconds: Int64) -> [Reading] {
+        readings.enumerated().map { Reading(topic: $1.topic, payload: $1.payload, timestamp: Int64($0) * milliseconds) }
+    }
+
     /// Readings of `sensors` sensors, round robin, each a random walk (`steady`: inside every rule's
     /// hysteresis band, so no transition happens).
     static func makeReadings(count: Int, sensors: Int, steady: Bool) -> [Reading] {

@@ -255,6 +255,41 @@ for sensors in [sizes.inProcessSensors, 100] where want(4) {
     )
 }
 
+// 4d. Windows: the same 10 rules on a 5-minute average (`avg: 5m`) beside the plain ones, over 1,000 sensors
+// read every 10 s (30 readings per window; the windows slide through the run), side by side in one run.
+if want(4) {
+    let sensors = 1_000
+    let readings = InProcessEvaluation.restamped(
+        InProcessEvaluation.makeReadings(count: sizes.inProcessReadings, sensors: sensors, steady: false),
+        every: 10
+    )
+    let plainFile = InProcessEvaluation.ruleFile(ruleCount: 10)
+    let averagedFile = plainFile.replacing("    above: ", with: "    avg: 5m\n    above: ")
+    let plain = try InProcessEvaluation.measure(
+        ruleFile: plainFile,
+        ruleCount: 10,
+        readings: readings,
+        sensors: sensors,
+        runs: runs
+    )
+    let averaged = try InProcessEvaluation.measure(
+        ruleFile: averagedFile,
+        ruleCount: 10,
+        readings: readings,
+        sensors: sensors,
+        runs: runs
+    )
+    report.add(4, "in process, 10 rules, 1000 sensors, plain", plain.readingsPerSecond, "readings/s")
+    report.add(
+        4,
+        "in process, 10 rules on avg: 5m, 1000 sensors",
+        averaged.readingsPerSecond,
+        "readings/s",
+        "\(ratio(plain.readingsPerSecond, averaged.readingsPerSecond)) the cost of plain rules; "
+            + "\(averaged.allocationsPerReading) allocs/reading, \(averaged.actions) actions"
+    )
+}
+
 // 5. Engine memory with 10,000 sensors x 1,000 rules (100,000 instances).
 if want(5) {
     let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)

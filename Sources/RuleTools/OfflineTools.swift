@@ -120,6 +120,7 @@ public struct OfflineTools: Sendable {
                         failed += 1
                         standardOutput("FAIL  \(file): \(result.name)\n\(result.report)")
                     }
+                    for note in result.notes { standardOutput("      \(note)") }
                 }
             } catch {
                 failed += 1

@@ -67,6 +67,8 @@ public struct RuleTestSuite: Sendable {
         public var passed: Bool
         /// Expected and actual transitions side by side, when it failed.
         public var report: String
+        /// What else happened that a reader should know: instances that started or stopped flapping.
+        public var notes: [String] = []
     }
 
     /// The rule files named, relative to the test file as written.
@@ -238,10 +240,19 @@ public struct RuleTestSuite: Sendable {
                     passed = false
                 }
             }
+            let notes = outcome.flapping.compactMap { event -> String? in
+                guard case .flapping(let rule, let labels, let time, let isFlapping, let percent) = event else {
+                    return nil
+                }
+                let instance = labels.isEmpty ? "" : " " + labels.map(\.description).joined(separator: ",")
+                return "\(RuleDuration.format(time)) \(rule)\(instance) \(isFlapping ? "started" : "stopped") flapping "
+                    + "(\(JSONValue.format(percent.rounded())) % of its last results changed)"
+            }
             return Result(
                 name: testCase.name,
                 passed: passed,
-                report: passed ? "" : RuleTestSuite.sideBySide(testCase.expected, actual)
+                report: passed ? "" : RuleTestSuite.sideBySide(testCase.expected, actual),
+                notes: notes
             )
         }
     }

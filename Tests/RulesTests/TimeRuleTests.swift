@@ -251,6 +251,28 @@ import Testing
         #expect(outcome.transitions.last?.reason.hasPrefix("flapping (73 % of its last results changed)") == true)
     }
 
+    @Test func ruleTestsShowWhenAnInstanceStartsFlapping() throws {
+        let suite = try RuleTestSuite.parse(
+            RuleSource(
+                path: "t.test.yaml",
+                text: """
+                    rule_files: [r.yaml]
+                    tests:
+                      - name: flaps
+                        readings:
+                          - {at: 0s, every: 1s, topic: sensors/d1/temperature, values: [35, 25, 35, 25]}
+                        expect:
+                          - {at: 0s, rule: r, transition: fire}
+                          - {at: 1s, rule: r, transition: clear}
+                          - {at: 2s, rule: r, transition: fire}
+                    """
+            )
+        )
+        let results = suite.run(with: try loadRules(ruleFile("above: 30\nflapping: {history: 6, low: 20, high: 50}")))
+        #expect(results.first?.passed == true)
+        #expect(results.first?.notes == ["3s r device=d1 started flapping (66 % of its last results changed)"])
+    }
+
     @Test func aWindowSurvivesARestart() throws {
         let rules = try loadRules(ruleFile("avg: 1m\nabove: 30"))
         var evaluator = Evaluator(ruleSet: rules)
