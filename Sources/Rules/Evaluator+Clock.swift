@@ -158,6 +158,8 @@ extension Evaluator {
             instances[slot].staleSince = time
             instances[slot].stale = false
             lastProblems[target.slot] = nil
+            // `--state-dir` journals the window with every reading that enters it.
+            if effects.tracksChanges { effects.changed.append(target.slot) }
         case .failure(var problem):
             if case .missingField = problem {
                 problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
@@ -227,6 +229,7 @@ extension Evaluator {
             let owner = conditions[state].owner
             for reader in owner >= 0 ? [owner] : sharedReaders[target.slot] ?? [] {
                 instances[Int(reader)].storedLastReadingAt = time
+                if effects.tracksChanges { effects.changed.append(reader) }
             }
         case .failure(var problem):
             if case .missingField = problem {

@@ -293,6 +293,17 @@ import Testing
         #expect(report?.value == 32.5)
     }
 
+    /// `--state-dir` journals changed instances: every reading that enters a window changes its instance.
+    @Test func everyReadingIntoAWindowIsJournalled() throws {
+        var evaluator = Evaluator(ruleSet: try loadRules(ruleFile("avg: 1m\nabove: 30")))
+        evaluator.tracksChanges = true
+        var events: [EvaluationEvent] = []
+        evaluator.process(Reading(topic: "sensors/d1/temperature", payload: "20", timestamp: 0), into: &events)
+        _ = evaluator.takeChangedInstances()
+        evaluator.process(Reading(topic: "sensors/d1/temperature", payload: "21", timestamp: 1000), into: &events)
+        #expect(evaluator.takeChangedInstances().first?.window?.values == [20, 21])
+    }
+
     @Test func aReloadThatChangesOnlyAWindowsLengthRestartsThatWindowAndSaysSo() throws {
         let rules = try loadRules(ruleFile("avg: 1m\nabove: 30"))
         var evaluator = Evaluator(ruleSet: rules)
