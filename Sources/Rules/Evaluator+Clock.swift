@@ -11,6 +11,8 @@ extension Evaluator {
         var isActive = true
         var activeSince = Int64.min
         var outsideActiveHolds = false
+        /// `keep_firing_for` (0: none).
+        var keepFiringFor: Int64 = 0
         /// Since when a firing instance's condition has not held (`keep_firing_for` counts from it).
         var notHoldingSince: Int64?
         /// The earliest clock event the instance must be stepped at (a schedule boundary, the end of a wait).
@@ -64,14 +66,22 @@ extension Evaluator {
         let ruleIndex = Int(instances[slot].rule)
         let phaseBefore = instances[slot].phase
         let transitionBefore = instances[slot].lastTransitionAt
-        var clock = clockStates[Int32(slot)] ?? ClockState()
-        var gate = ClockGate(outsideActiveHolds: core.outsideActiveHolds, notHoldingSince: clock.notHoldingSince)
+        let settings = ruleSet.clockSettings[ruleIndex]
+        // Only `keep_firing_for` and flap detection keep per-instance clock state (windows and schedules don't).
+        let keepsClockState = settings.flapping != nil || settings.keepFiringForMilliseconds > 0
+        let savedClock = keepsClockState ? clockStates[Int32(slot)] : nil
+        var clock = savedClock ?? ClockState()
+        var gate = ClockGate(
+            outsideActiveHolds: settings.outsideActiveHolds,
+            keepFiringFor: settings.keepFiringForMilliseconds,
+            notHoldingSince: clock.notHoldingSince
+        )
         if let span = scheduleSpan(rule: ruleIndex, at: time) {
             gate.isActive = span.isActive
             gate.activeSince = span.isActive ? span.since : .min
             gate.wake = span.until
         }
-        if let detection = core.flapping, instances[slot].lastReadingAt == time, clock.lastSampledAt != time {
+        if let detection = settings.flapping, instances[slot].lastReadingAt == time, clock.lastSampledAt != time {
             clock.lastSampledAt = time
             let result = (instances[slot].stale || instances[slot].holds) && gate.isActive
             let percent = clock.recordFlapSample(result, history: detection.history)
@@ -91,7 +101,7 @@ extension Evaluator {
         }
         var kind: TransitionKind?
         var cause: String?
-        if clock.isFlapping, let detection = core.flapping {
+        if clock.isFlapping, let detection = settings.flapping {
             // Held in the state the rule names until the flapping stops.
             instances[slot].deferredUntil = nil
             let firing = instances[slot].phase.isFiring
@@ -108,7 +118,7 @@ extension Evaluator {
             if gate.endedBySchedule, kind == .clear, let schedule = ruleSet.schedules[ruleIndex] {
                 cause = "outside its schedule (active \(schedule))"
             } else if gate.keptFiring {
-                cause = "kept firing for \(RuleDuration.format(core.keepFiringForMilliseconds))"
+                cause = "kept firing for \(RuleDuration.format(settings.keepFiringForMilliseconds))"
             }
         }
         clock.notHoldingSince = gate.notHoldingSince
@@ -117,13 +127,13 @@ extension Evaluator {
             if !instances[slot].phase.isFiring { clock.notHoldingSince = nil }
         }
         var wake = gate.wake
-        if core.isSingleCondition, let window = core.condition.window,
+        if core.isSingleCondition, let window = ruleSet.windows[ruleIndex][0],
             let expiry = instanceWindows[Int32(slot)]?.nextExpiry(of: window)
         {
             wake = min(wake ?? .max, expiry)
         }
         Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers, wake: wake)
-        if clock != ClockState() || clockStates[Int32(slot)] != nil { clockStates[Int32(slot)] = clock }
+        if keepsClockState, clock != savedClock ?? ClockState() { clockStates[Int32(slot)] = clock }
         if effects.tracksChanges,
             instances[slot].phase != phaseBefore || instances[slot].lastTransitionAt != transitionBefore
                 || clock.notHoldingSince != nil
@@ -145,13 +155,13 @@ extension Evaluator {
         let core = ruleSet.cores[ruleIndex].condition
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            if let window = core.window,
-                let sample = core.windowSample(value, expected: ruleSet.equalsValues[ruleIndex][0])
+            if let window = ruleSet.windows[ruleIndex][0],
+                let sample = core.windowSample(value, expected: ruleSet.equalsValues[ruleIndex][0], window: window)
             {
                 instanceWindows[target.slot, default: WindowState()].insert(
                     WindowState.Sample(time: time, value: sample),
                     window: window,
-                    maxSamples: core.maxSamples
+                    maxSamples: ruleSet.rules[ruleIndex].leaves[0].maxSamples
                 )
             }
             instances[slot].lastReadingAt = time
@@ -160,13 +170,8 @@ extension Evaluator {
             lastProblems[target.slot] = nil
             // `--state-dir` journals the window with every reading that enters it.
             if effects.tracksChanges { effects.changed.append(target.slot) }
-        case .failure(var problem):
-            if case .missingField = problem {
-                problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
-            }
-            events.append(
-                .unusable(ruleID: ruleSet.rules[ruleIndex].id, topic: topic, problem: problem, timestamp: time)
-            )
+        case .failure(let found):
+            let problem = report(found, field: core.fieldIndex, rule: ruleIndex, topic: topic, at: time, into: &events)
             lastProblems[target.slot] = problem
             if instances[slot].staleSince == nil { instances[slot].staleSince = time }
         }
@@ -178,9 +183,9 @@ extension Evaluator {
     /// the window's value meets the condition; an unknown value goes through `on_unknown`.
     mutating func refreshWindow(instance slot: Int, at time: Int64) {
         let core = ruleSet.cores[Int(instances[slot].rule)]
-        guard let window = core.condition.window else { return }
-        instanceWindows[Int32(slot)]?.expire(at: time, window: window)
-        guard let value = (instanceWindows[Int32(slot)] ?? WindowState()).value(of: window) else {
+        guard let window = ruleSet.windows[Int(instances[slot].rule)][0] else { return }
+        // One in-place access (`default:`): the optional subscript's modify allocated its frame per call.
+        guard let value = instanceWindows[Int32(slot), default: WindowState()].value(at: time, of: window) else {
             switch core.onUnknown {
             case .keep: break
             case .fire:
@@ -192,7 +197,7 @@ extension Evaluator {
             }
             return
         }
-        let holds = core.condition.holds(windowValue: value, latched: instances[slot].phase.isFiring)
+        let holds = core.condition.holds(windowValue: value, window: window, latched: instances[slot].phase.isFiring)
         instances[slot].lastValue = .number(value)
         instances[slot].holds = holds
         if !holds {
@@ -214,30 +219,26 @@ extension Evaluator {
         let core = ruleSet.conditionCores[rule][leaf]
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
         case .success(let value):
-            if let window = core.window,
-                let sample = core.windowSample(value, expected: ruleSet.equalsValues[rule][leaf])
+            if let window = ruleSet.windows[rule][leaf],
+                let sample = core.windowSample(value, expected: ruleSet.equalsValues[rule][leaf], window: window)
             {
                 conditionWindows[target.slot, default: WindowState()].insert(
                     WindowState.Sample(time: time, value: sample),
                     window: window,
-                    maxSamples: core.maxSamples
+                    maxSamples: ruleSet.rules[rule].leaves[leaf].maxSamples
                 )
             }
             conditions[state].storedFreshSince = time
             conditions[state].storedLastReadingAt = time
             conditionProblems[target.slot] = nil
             let owner = conditions[state].owner
-            for reader in owner >= 0 ? [owner] : sharedReaders[target.slot] ?? [] {
-                instances[Int(reader)].storedLastReadingAt = time
-                if effects.tracksChanges { effects.changed.append(reader) }
+            if owner >= 0 {
+                noteWindowReading(instance: owner, at: time)
+            } else {
+                for reader in sharedReaders[target.slot] ?? [] { noteWindowReading(instance: reader, at: time) }
             }
-        case .failure(var problem):
-            if case .missingField = problem {
-                problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
-            }
-            events.append(
-                .unusable(ruleID: ruleSet.rules[rule].id, topic: topic, problem: problem, timestamp: time)
-            )
+        case .failure(let found):
+            let problem = report(found, field: core.fieldIndex, rule: rule, topic: topic, at: time, into: &events)
             conditions[state].lastReadingAt = time
             conditionProblems[target.slot] = problem
         }
@@ -245,18 +246,25 @@ extension Evaluator {
         evaluatedConditions.append(target.slot)
     }
 
+    /// An instance one of whose windows took in a reading: its last reading time, and the journal (`--state-dir`
+    /// saves the window with every reading that enters it).
+    private mutating func noteWindowReading(instance slot: Int32, at time: Int64) {
+        instances[Int(slot)].storedLastReadingAt = time
+        if effects.tracksChanges { effects.changed.append(slot) }
+    }
+
     /// Recomputes a leaf's or member's window at `time`: it is usable while the window's value is known, and
     /// latches on it with the leaf's hysteresis. (A leaf that never had a reading has an empty window: `count`
     /// is 0 there, the others unknown.)
     mutating func refreshWindow(condition state: Int, at time: Int64) {
-        let core = ruleSet.conditionCores[Int(conditions[state].rule)][Int(conditions[state].leaf)]
-        guard let window = core.window else { return }
-        conditionWindows[Int32(state)]?.expire(at: time, window: window)
-        guard let value = (conditionWindows[Int32(state)] ?? WindowState()).value(of: window) else {
+        let (rule, leaf) = (Int(conditions[state].rule), Int(conditions[state].leaf))
+        guard let window = ruleSet.windows[rule][leaf] else { return }
+        let core = ruleSet.conditionCores[rule][leaf]
+        guard let value = conditionWindows[Int32(state), default: WindowState()].value(at: time, of: window) else {
             conditions[state].usable = false
             return
         }
-        conditions[state].latched = core.holds(windowValue: value, latched: conditions[state].latched)
+        conditions[state].latched = core.holds(windowValue: value, window: window, latched: conditions[state].latched)
         conditions[state].usable = true
         conditions[state].lastValue = .number(value)
         let owner = conditions[state].owner

@@ -175,7 +175,7 @@ extension Evaluator {
     ) {
         let state = Int(target.slot)
         let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
-        if core.window != nil {
+        if core.hasWindow {
             evaluateWindowedCondition(topic: topic, target: target, at: time, into: &events)
             return
         }
@@ -195,17 +195,14 @@ extension Evaluator {
                     latched: wasLatched
                 )
                 observeUsable(value, state: state, at: time)
-            case .failure(var problem):
-                if case .missingField = problem {
-                    problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
-                }
-                events.append(
-                    .unusable(
-                        ruleID: ruleSet.rules[Int(target.rule)].id,
-                        topic: topic,
-                        problem: problem,
-                        timestamp: time
-                    )
+            case .failure(let found):
+                let problem = report(
+                    found,
+                    field: core.fieldIndex,
+                    rule: Int(target.rule),
+                    topic: topic,
+                    at: time,
+                    into: &events
                 )
                 conditions[state].usable = false
                 conditions[state].lastReadingAt = time
@@ -377,11 +374,12 @@ extension Evaluator {
         var earliest: Int64?
         for (position, state) in instances[slot].inputs.enumerated() {
             let core = ruleSet.conditionCores[rule][grouped ? 0 : position]
-            if let window = core.window, let expiry = conditionWindows[state]?.nextExpiry(of: window), expiry > time {
+            let window = ruleSet.windows[rule][grouped ? 0 : position]
+            if let window, let expiry = conditionWindows[state]?.nextExpiry(of: window), expiry > time {
                 earliest = min(earliest ?? .max, expiry)
             }
             guard let stale = core.staleMilliseconds, let since = conditions[Int(state)].freshSince,
-                conditions[Int(state)].usable || core.window != nil, since + stale > time
+                conditions[Int(state)].usable || window != nil, since + stale > time
             else { continue }
             earliest = min(earliest ?? .max, since + stale)
         }

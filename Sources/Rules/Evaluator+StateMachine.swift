@@ -59,11 +59,11 @@ extension Evaluator {
             }
             // `keep_firing_for`: clear only once the condition has not held that long without a break (a
             // schedule's end is not waited for).
-            if core.keepFiringForMilliseconds > 0, !gate.endedBySchedule {
+            if gate.keepFiringFor > 0, !gate.endedBySchedule {
                 let since = gate.notHoldingSince ?? time
                 gate.notHoldingSince = since
-                if time < since + core.keepFiringForMilliseconds {
-                    gate.wake = min(gate.wake ?? .max, since + core.keepFiringForMilliseconds)
+                if time < since + gate.keepFiringFor {
+                    gate.wake = min(gate.wake ?? .max, since + gate.keepFiringFor)
                     return nil
                 }
                 gate.keptFiring = true
@@ -138,8 +138,8 @@ extension Evaluator {
         if kind == .clear, core.isSingleCondition {
             // Re-evaluate the last value against the fire threshold now that the instance is inactive.
             if let value = instance.lastValue, !instance.stale {
-                if core.condition.window != nil, case .number(let number) = value {
-                    instance.holds = core.condition.holds(windowValue: number, latched: false)
+                if let window = ruleSet.windows[Int(instance.rule)][0], case .number(let number) = value {
+                    instance.holds = core.condition.holds(windowValue: number, window: window, latched: false)
                 } else {
                     instance.holds = core.condition.holds(
                         value,

@@ -244,7 +244,7 @@ public struct Evaluator: Sendable {
         }
         let slot = Int(target.slot)
         let core = ruleSet.cores[ruleIndex]
-        if core.condition.window != nil {
+        if core.condition.hasWindow {
             evaluateWindowed(topic: topic, target: target, at: time, into: &events)
             return
         }
@@ -265,17 +265,28 @@ public struct Evaluator: Sendable {
                 latched: instances[slot].phase.isFiring
             )
             instances[slot].observe(value, holds: holds, at: time)
-        case .failure(var problem):
-            if case .missingField = problem {
-                problem = .missingField(ruleSet.fields[core.fieldIndex].joined(separator: "."))
-            }
-            events.append(
-                .unusable(ruleID: ruleSet.rules[ruleIndex].id, topic: topic, problem: problem, timestamp: time)
-            )
+        case .failure(let found):
+            let problem = report(found, field: core.fieldIndex, rule: ruleIndex, topic: topic, at: time, into: &events)
             instances[slot].observeUnusable(policy: core.onUnknown, at: time)
             lastProblems[target.slot] = problem
         }
         step(slot: slot, at: time, into: &events)
+    }
+
+    /// Reports an unusable reading (a missing field named by its path) and returns the problem. (`mutating`
+    /// only so that the mutating evaluators call it without copying the evaluator.)
+    mutating func report(
+        _ problem: ReadingProblem,
+        field: Int,
+        rule: some BinaryInteger,
+        topic: String,
+        at time: Int64,
+        into events: inout [EvaluationEvent]
+    ) -> ReadingProblem {
+        var problem = problem
+        if case .missingField = problem { problem = .missingField(ruleSet.fields[field].joined(separator: ".")) }
+        events.append(.unusable(ruleID: ruleSet.rules[Int(rule)].id, topic: topic, problem: problem, timestamp: time))
+        return problem
     }
 
     /// Reports a reading whose captured topic level is unsafe (it never reaches a topic).

@@ -22,9 +22,9 @@ struct ConditionCore: Sendable {
     /// Index into `RuleSet.fields`.
     var fieldIndex: Int
     var staleMilliseconds: Int64?
-    /// The window whose value is compared instead of each reading (plain data).
-    var window: Rule.Window?
-    var maxSamples: Int
+    /// Whether a window's value is compared instead of each reading (the window is in `RuleSet.windows`, so
+    /// this core, copied per reading, stays small).
+    var hasWindow: Bool
 
     init(_ leaf: Rule.Leaf, fieldIndex: Int) {
         switch leaf.condition {
@@ -51,22 +51,21 @@ struct ConditionCore: Sendable {
         }
         self.fieldIndex = fieldIndex
         staleMilliseconds = leaf.staleMilliseconds
-        window = leaf.window
-        maxSamples = leaf.maxSamples
+        hasWindow = leaf.window != nil
     }
 
-    /// What a window takes in from a usable reading: its number, or for `at_least` 1 when the reading passes
+    /// What `window` takes in from a usable reading: its number, or for `at_least` 1 when the reading passes
     /// the threshold (no hysteresis: each reading is judged on its own).
-    func windowSample(_ value: JSONValue, expected: JSONValue?) -> Double? {
-        if case .atLeast? = window { return holds(value, expected: expected, latched: false) ? 1 : 0 }
+    func windowSample(_ value: JSONValue, expected: JSONValue?, window: Rule.Window) -> Double? {
+        if case .atLeast = window { return holds(value, expected: expected, latched: false) ? 1 : 0 }
         guard case .number(let number) = value else { return nil }
         return number
     }
 
-    /// Whether a window's value meets the condition: `at_least`'s count reaches M; any other window's value
+    /// Whether `window`'s value meets the condition: `at_least`'s count reaches M; any other window's value
     /// is compared like a reading, with hysteresis.
-    func holds(windowValue value: Double, latched: Bool) -> Bool {
-        if case .atLeast(let needed, _)? = window { return value >= Double(needed) }
+    func holds(windowValue value: Double, window: Rule.Window, latched: Bool) -> Bool {
+        if case .atLeast(let needed, _) = window { return value >= Double(needed) }
         return holds(number: value, firing: latched)
     }
 
@@ -115,11 +114,9 @@ struct RuleCore: Sendable {
     var staleMilliseconds: Int64?
     var maxTransitions: Rule.TransitionLimit?
     var onUnknown: Rule.UnknownPolicy
-    /// Whether the rule has a window, a schedule, `keep_firing_for` or flap detection (the clocked step).
+    /// Whether the rule has a window, a schedule, `keep_firing_for` or flap detection (the clocked step; their
+    /// settings are in `RuleSet.clockSettings`, so this core, copied per reading, stays small).
     var usesClock: Bool
-    var keepFiringForMilliseconds: Int64
-    var outsideActiveHolds: Bool
-    var flapping: Rule.FlapDetection?
 
     init(_ rule: Rule, condition: ConditionCore) {
         self.condition = condition
@@ -132,9 +129,6 @@ struct RuleCore: Sendable {
         maxTransitions = rule.maxTransitions
         onUnknown = rule.onUnknown
         usesClock = rule.usesClock
-        keepFiringForMilliseconds = rule.keepFiringForMilliseconds
-        outsideActiveHolds = rule.outsideActive == .hold
-        flapping = rule.flapping
     }
 
     var valueType: ConditionCore.ValueType { condition.valueType }
@@ -144,5 +138,18 @@ struct RuleCore: Sendable {
     @inline(__always)
     func holds(number: Double, firing: Bool) -> Bool {
         condition.holds(number: number, firing: firing)
+    }
+}
+
+/// What the clocked step needs of a rule that uses the clock.
+struct ClockSettings: Sendable {
+    var keepFiringForMilliseconds: Int64
+    var outsideActiveHolds: Bool
+    var flapping: Rule.FlapDetection?
+
+    init(_ rule: Rule) {
+        keepFiringForMilliseconds = rule.keepFiringForMilliseconds
+        outsideActiveHolds = rule.outsideActive == .hold
+        flapping = rule.flapping
     }
 }

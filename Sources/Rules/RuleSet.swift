@@ -25,6 +25,10 @@ public struct RuleSet: Sendable {
     let schedules: [Rule.Schedule?]
     /// Per rule: whether some leaf (or a group's members) has a window.
     let hasWindows: [Bool]
+    /// Per rule, per leaf: its window, if any.
+    let windows: [[Rule.Window?]]
+    /// Per rule: `keep_firing_for`, `outside_active` and `flapping`.
+    let clockSettings: [ClockSettings]
     let index: TopicIndex
     /// The distinct payload fields the rules read, each once.
     let fields: [[String]]
@@ -81,6 +85,8 @@ public struct RuleSet: Sendable {
         self.hasStaleConditions = rules.map { $0.leaves.contains { $0.staleMilliseconds != nil } || $0.usesClock }
         self.schedules = rules.map(\.schedule)
         self.hasWindows = rules.map { $0.leaves.contains { $0.window != nil } }
+        self.windows = rules.map { $0.leaves.map(\.window) }
+        self.clockSettings = rules.map(ClockSettings.init)
         self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
         self.fields = fields
         var keyBytes = Array("seq".utf8)
@@ -152,9 +158,9 @@ public struct RuleSet: Sendable {
         }
     }
 
-    /// What each window keeps (`check` prints them as notes): a duration window keeps every usable reading
+    /// What each window keeps (`check` prints them as warnings): a duration window keeps every usable reading
     /// within it, up to `max_samples` per instance.
-    public var windowNotes: [Diagnostic] {
+    public var windowWarnings: [Diagnostic] {
         rules.flatMap { rule -> [Diagnostic] in
             rule.leaves.compactMap { leaf -> Diagnostic? in
                 guard let window = leaf.window, window.durationMilliseconds != nil else { return nil }

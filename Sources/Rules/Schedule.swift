@@ -55,7 +55,8 @@ extension Rule {
                 return Span(isActive: true, since: current.start, until: current.end)
             }
             let since = merged.last(where: { $0.end <= time })?.end ?? .min
-            let until = merged.first(where: { $0.start > time })?.start ?? (today + 9) * 86_400_000 - 86_400_000 * 2
+            // Some day of the week starts a period, so one is always found within 8 days; a week on is a safe bound.
+            let until = merged.first(where: { $0.start > time })?.start ?? (today + 7) * 86_400_000
             return Span(isActive: false, since: since, until: max(until, time + 1))
         }
 

@@ -87,6 +87,12 @@ public struct WindowState: Sendable, Hashable {
         while let first = extremes.first, first.ordinal < firstOrdinal { extremes.removeFirst() }
     }
 
+    /// Drops what left the window by `time`, then returns its value (nil while unknown).
+    public mutating func value(at time: Int64, of window: Rule.Window) -> Double? {
+        expire(at: time, window: window)
+        return value(of: window)
+    }
+
     /// The window's value (after `expire`): nil while it is unknown.
     public func value(of window: Rule.Window) -> Double? {
         let count = samples.count

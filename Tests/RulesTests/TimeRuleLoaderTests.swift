@@ -191,9 +191,9 @@ struct TimeRuleLoaderTests {
         #expect(rule.schedule?.description == "mon,fri 22:00-06:00 UTC")
         #expect(rule.outsideActive == .hold)
         #expect(rule.flapping == Rule.FlapDetection(history: 10, lowPercent: 15, highPercent: 40, state: .clear))
-        #expect(rules.windowNotes.count == 5)
+        #expect(rules.windowWarnings.count == 5)
         #expect(
-            rules.windowNotes.first?.message
+            rules.windowWarnings.first?.message
                 == "rule 'full': the window 'avg 5m' keeps every reading within it, at most max_samples=500 per "
                 + "instance (8000 bytes); instances × samples: 1,000 instances × 500 = up to 8000 kB; past it the "
                 + "oldest reading is dropped and counted"

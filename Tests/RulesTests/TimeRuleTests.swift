@@ -203,14 +203,19 @@ import Testing
         )
     }
 
-    /// Replays `readings` on `sensors/d1/temperature`: the transitions and the flapping changes.
-    func flapRun(_ keys: String, _ values: [String]) throws -> (transitions: [String], flaps: [String]) {
-        let outcome = Replay.run(
+    /// Replays `values` on `sensors/d1/temperature`, one a second from 0, through a rule with `keys`.
+    func replay(_ keys: String, _ values: [String]) throws -> Replay.Outcome {
+        Replay.run(
             try loadRules(ruleFile(keys)),
             readings: values.enumerated().map {
                 Reading(topic: "sensors/d1/temperature", payload: $1, timestamp: Int64($0) * 1000)
             }
         )
+    }
+
+    /// `replay`'s transitions and flapping changes, as `fire@MS` and `start@MS`.
+    func flapRun(_ keys: String, _ values: [String]) throws -> (transitions: [String], flaps: [String]) {
+        let outcome = try replay(keys, values)
         let flaps = outcome.flapping.map { event -> String in
             guard case .flapping(_, _, let time, let isFlapping, _) = event else { return "?" }
             return "\(isFlapping ? "start" : "stop")@\(time)"
@@ -240,11 +245,9 @@ import Testing
     }
 
     @Test func flapStateClearClearsAFiringInstanceWithTheReason() throws {
-        let outcome = Replay.run(
-            try loadRules(ruleFile("above: 30\nflapping: {history: 4, low: 10, high: 60, state: clear}")),
-            readings: ["25", "35", "25", "35"].enumerated().map {
-                Reading(topic: "sensors/d1/temperature", payload: $1, timestamp: Int64($0) * 1000)
-            }
+        let outcome = try replay(
+            "above: 30\nflapping: {history: 4, low: 10, high: 60, state: clear}",
+            ["25", "35", "25", "35"]
         )
         // Fired at 1 s; flapping at 2 s clears it with the flapping reason; the 35 at 3 s does not fire.
         #expect(outcome.transitions.map { "\($0.transition.rawValue)@\($0.timestamp)" } == ["fire@1000", "clear@2000"])
