@@ -5,6 +5,8 @@ import Yams
 public struct YAMLReader {
     public let file: String
     public private(set) var diagnostics: [Diagnostic] = []
+    /// What is accepted but worth a look (`check` prints these as `warning:`).
+    public private(set) var warnings: [Diagnostic] = []
 
     public init(file: String) {
         self.file = file
@@ -17,6 +19,11 @@ public struct YAMLReader {
 
     public mutating func error(_ node: Node?, _ message: String) {
         diagnostics.append(Diagnostic(location(node), message))
+    }
+
+    /// Something accepted that the user should know about.
+    public mutating func warning(at location: SourceLocation, _ message: String) {
+        warnings.append(Diagnostic(location, message))
     }
 
     /// A problem found after the node was read, at the position recorded then.

@@ -25,7 +25,7 @@ public struct OfflineTools: Sendable {
             for note in ruleSet.sharedConditionNotes {
                 standardError("\(note.location): note: \(note.message)")
             }
-            for warning in ruleSet.windowWarnings { standardError("\(warning.location): warning: \(warning.message)") }
+            for warning in ruleSet.warnings { standardError("\(warning.location): warning: \(warning.message)") }
             standardError("\(ruleSet.rules.count) rule(s) valid")
             return 0
         } catch {

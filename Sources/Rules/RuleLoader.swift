@@ -35,11 +35,13 @@ public enum RuleLoader {
     ) throws(RuleLoadError) -> RuleSet {
         var rules: [Rule] = []
         var diagnostics: [RuleDiagnostic] = []
+        var warnings: [RuleDiagnostic] = []
         var firstByID: [String: SourceLocation] = [:]
         for source in sources {
             let parsed = parse(source, zones: zones)
             rules += parsed.rules
             diagnostics += parsed.diagnostics
+            warnings += parsed.warnings
             // Every declared id counts, valid rule or not, so a duplicate is reported together with other errors.
             for (id, location) in parsed.declaredIDs {
                 if let first = firstByID[id] {
@@ -52,7 +54,7 @@ public enum RuleLoader {
             }
         }
         guard diagnostics.isEmpty else { throw RuleLoadError(diagnostics: diagnostics.sorted()) }
-        return RuleSet(rules: rules)
+        return RuleSet(rules: rules, warnings: warnings.sorted())
     }
 
     /// The `id:` values a file that is not valid YAML seems to declare (read line by line, block and flow
@@ -74,27 +76,30 @@ public enum RuleLoader {
     public static func parse(
         _ source: RuleSource,
         zones: TimeZoneDatabase = .utcOnly
-    ) -> (rules: [Rule], diagnostics: [RuleDiagnostic], declaredIDs: [(String, SourceLocation)]) {
+    ) -> (
+        rules: [Rule], diagnostics: [RuleDiagnostic], warnings: [RuleDiagnostic],
+        declaredIDs: [(String, SourceLocation)]
+    ) {
         var reader = YAMLReader(file: source.path)
         guard let root = reader.compose(source.text) else {
             if reader.diagnostics.isEmpty {
                 // Most likely a truncated write: loading it would silently remove every rule of the file.
                 reader.error(nil, "the file has no content (a truncated write?); write 'rules: []' for no rules")
             }
-            return ([], reader.diagnostics, declaredIDs(inUnparsable: source))
+            return ([], reader.diagnostics, [], declaredIDs(inUnparsable: source))
         }
         guard let top = reader.mapping(root, what: "a rule file", allowed: ["rules"]) else {
-            return ([], reader.diagnostics, [])
+            return ([], reader.diagnostics, [], [])
         }
         guard let list = top["rules"] else {
             reader.error(root, "a rule file needs a top-level 'rules:' list")
-            return ([], reader.diagnostics, [])
+            return ([], reader.diagnostics, [], [])
         }
         if case .scalar = list.value, YAMLReader.tagName(list.value) == .null {
             reader.error(list.value, "'rules:' is empty (a truncated write?); write 'rules: []' for no rules")
-            return ([], reader.diagnostics, [])
+            return ([], reader.diagnostics, [], [])
         }
-        guard let items = reader.sequence(list.value, what: "'rules'") else { return ([], reader.diagnostics, []) }
+        guard let items = reader.sequence(list.value, what: "'rules'") else { return ([], reader.diagnostics, [], []) }
         var rules: [Rule] = []
         var declaredIDs: [(String, SourceLocation)] = []
         for item in items {
@@ -106,7 +111,7 @@ public enum RuleLoader {
                 rules.append(rule)
             }
         }
-        return (rules, reader.diagnostics, declaredIDs)
+        return (rules, reader.diagnostics, reader.warnings, declaredIDs)
     }
 
     private static func parseRule(_ node: Node, zones: TimeZoneDatabase, reader: inout YAMLReader) -> Rule? {
@@ -339,6 +344,16 @@ public enum RuleLoader {
                 )
             }
             maxSamples = max(value, 1)
+        }
+        if let window, window.durationMilliseconds != nil, entries["max_samples"] == nil {
+            let bytes = maxSamples * MemoryLayout<WindowState.Sample>.stride
+            reader.warning(
+                at: reader.location(node),
+                "\(owner): the window '\(window)' keeps every reading within it, up to the default "
+                    + "max_samples=\(maxSamples) per instance (\(RuleSet.byteText(bytes))): 1,000 instances × "
+                    + "\(maxSamples) samples = up to \(RuleSet.byteText(bytes * 1000)); past it the oldest reading "
+                    + "is dropped and counted. State 'max_samples' (the most readings its span can hold) to bound it"
+            )
         }
         if let window, case .readings(let count) = window.span, count > maxSamples {
             reader.error(

@@ -46,9 +46,14 @@ public struct RuleSet: Sendable {
     /// Each rule's `definitionHash`.
     public let definitionHashes: [String]
 
+    /// What the loader accepted but the user should know about (`check` prints them as `warning:`): a duration
+    /// window that keeps up to the default `max_samples` because none was stated.
+    public let warnings: [Diagnostic]
+
     /// Indexes `rules`; they must already be validated (use `RuleLoader.load`).
-    public init(rules: [Rule]) {
+    public init(rules: [Rule], warnings: [Diagnostic] = []) {
         self.rules = rules
+        self.warnings = warnings
         self.inputs = rules.indices.flatMap { ruleIndex in
             rules[ruleIndex].leaves.indices.map { Input(rule: Int32(ruleIndex), leaf: Int32($0)) }
         }
@@ -153,24 +158,6 @@ public struct RuleSet: Sendable {
                     leaf.location,
                     "rule '\(rule.id)': '\(leaf.topic)' captures fewer names than the rule (\(names)): every reading "
                         + "on it re-evaluates every instance of the rule"
-                )
-            }
-        }
-    }
-
-    /// What each window keeps (`check` prints them as warnings): a duration window keeps every usable reading
-    /// within it, up to `max_samples` per instance.
-    public var windowWarnings: [Diagnostic] {
-        rules.flatMap { rule -> [Diagnostic] in
-            rule.leaves.compactMap { leaf -> Diagnostic? in
-                guard let window = leaf.window, window.durationMilliseconds != nil else { return nil }
-                let bytes = leaf.maxSamples * MemoryLayout<WindowState.Sample>.stride
-                return Diagnostic(
-                    leaf.location,
-                    "rule '\(rule.id)': the window '\(window)' keeps every reading within it, at most "
-                        + "max_samples=\(leaf.maxSamples) per instance (\(RuleSet.byteText(bytes))); instances × samples: "
-                        + "1,000 instances × \(leaf.maxSamples) = up to \(RuleSet.byteText(bytes * 1000)); past it the "
-                        + "oldest reading is dropped and counted"
                 )
             }
         }

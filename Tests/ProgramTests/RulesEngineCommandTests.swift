@@ -50,9 +50,26 @@ struct RulesEngineCommandTests {
         return directory
     }
 
+    /// The shipped rules are clean: valid, and no warning (their windows state `max_samples`).
     @Test func checkAcceptsTheShippedRules() throws {
         let run = try rulesEngine(["check", "rules"])
         #expect(run.status == 0, "\(run.standardError)")
+        #expect(!run.standardError.contains("warning:"), "\(run.standardError)")
+    }
+
+    /// A duration window that does not state `max_samples` is accepted with a warning at its line.
+    @Test func checkWarnsAboutADurationWindowWithoutMaxSamples() throws {
+        let directory = try temporaryDirectory([
+            "a.yaml": "rules:\n  - id: hot\n    topic: s/{d}/t\n    avg: 5m\n    above: 30\n"
+        ])
+        let run = try rulesEngine(["check", directory])
+        #expect(run.status == 0)
+        let lines = run.standardError.split(separator: "\n")
+        #expect(lines.count == 2 && lines.last == "1 rule(s) valid", "\(run.standardError)")
+        #expect(
+            lines.first?.hasPrefix("\(directory)/a.yaml:2:5: warning: rule 'hot': the window 'avg 5m' keeps") == true,
+            "\(run.standardError)"
+        )
     }
 
     @Test func checkReportsEveryProblemAsFileLineColumn() throws {

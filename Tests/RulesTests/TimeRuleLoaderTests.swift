@@ -191,12 +191,14 @@ struct TimeRuleLoaderTests {
         #expect(rule.schedule?.description == "mon,fri 22:00-06:00 UTC")
         #expect(rule.outsideActive == .hold)
         #expect(rule.flapping == Rule.FlapDetection(history: 10, lowPercent: 15, highPercent: 40, state: .clear))
-        #expect(rules.windowWarnings.count == 5)
+        // Every duration window but the first, which states max_samples.
+        #expect(rules.warnings.map(\.location.line) == [5, 6, 8, 9])
         #expect(
-            rules.windowWarnings.first?.message
-                == "rule 'full': the window 'avg 5m' keeps every reading within it, at most max_samples=500 per "
-                + "instance (8000 bytes); instances × samples: 1,000 instances × 500 = up to 8000 kB; past it the "
-                + "oldest reading is dropped and counted"
+            rules.warnings.first?.message
+                == "a condition of rule 'full': the window 'rate per 1m over 5m' keeps every reading within it, up "
+                + "to the default max_samples=10000 per instance (160 kB): 1,000 instances × 10000 samples = up to "
+                + "160 MB; past it the oldest reading is dropped and counted. State 'max_samples' (the most "
+                + "readings its span can hold) to bound it"
         )
     }
 
