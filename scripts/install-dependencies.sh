@@ -3,10 +3,11 @@
 # mosquitto (the broker the tests and the demo start), mosquitto-clients, libmosquitto-dev, openssl,
 # chromium and curl (the live page's test loads it headless and reads its event stream).
 # tzdata: the zone database that schedules (`active: {timezone: …}`) read.
+# prometheus: its promtool checks /metrics and docs/prometheus/rules.yml (the server itself is not used).
 set -euo pipefail
 
 needed=()
-for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata; do
+for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ "${#needed[@]}" -gt 0 ]; then

@@ -9,7 +9,7 @@ import Synchronization
 
 /// `rules-engine run --http HOST:PORT`: metrics, health and the engine's state over HTTP.
 ///
-/// - `GET /metrics`: Prometheus text format, from the engine's own registry.
+/// - `GET /metrics` (and `HEAD`): Prometheus text format, from the engine's own registry, with help texts.
 /// - `GET /healthz`: 200 `ok` when connected to the broker with rules loaded, 503 and the reason otherwise.
 /// - `GET /api/instances[?rule=ID]`: every rule instance as JSON (labels, state, last value, since,
 ///   the reason of the last transition, the next timer).
@@ -26,16 +26,19 @@ public enum EngineHTTPServer {
         onRunning: @escaping @Sendable () -> Void
     ) -> some Service {
         let router = Router()
-        router.get("/metrics") { _, _ -> Response in
+        let metrics = { @Sendable (_: Request, _: BasicRequestContext) -> Response in
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
             registry.emit(into: &buffer)
+            let exposition = MetricsExposition.addingHelp(to: buffer, helpTexts: EngineMetrics.helpTexts)
             return Response(
                 status: .ok,
                 headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(bytes: buffer))
+                body: .init(byteBuffer: ByteBuffer(bytes: exposition))
             )
         }
+        router.get("/metrics", use: metrics)
+        router.head("/metrics", use: metrics)
         router.get("/healthz") { _, _ -> Response in
             let problem = engine.healthProblem
             return Response(

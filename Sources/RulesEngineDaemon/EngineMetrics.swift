@@ -32,6 +32,28 @@ public struct EngineMetrics: Sendable {
         lastReloadTime = Gauge(label: "sensor_pipeline_rules_last_reload_timestamp_seconds", factory: factory)
     }
 
+    /// Each family's `# HELP` text, by name (swift-metrics has no place for one; `/metrics` adds them).
+    public static let helpTexts: [String: String] = [
+        "sensor_pipeline_readings_received_total": "Messages the engine received (readings and actuator states).",
+        "sensor_pipeline_readings_evaluated_total": "Readings that reached at least one rule instance.",
+        "sensor_pipeline_readings_rejected_total":
+            "Readings a rule could not use, by reason (one per rule that could not use it).",
+        "sensor_pipeline_readings_lost_total": "Readings missing from a sensor's seq (lost before the engine).",
+        "sensor_pipeline_readings_duplicate_total": "Readings dropped because their seq was already seen.",
+        "sensor_pipeline_rule_transitions_total": "Rule instances that fired or cleared, by rule and transition.",
+        "sensor_pipeline_rule_flapping_total": "Rule instances that started or stopped flapping, by rule.",
+        "sensor_pipeline_rule_transitions_limited_total": "Transitions that max_transitions held back, by rule.",
+        "sensor_pipeline_actions_total": "Actions by handler and outcome (sent or failed).",
+        "sensor_pipeline_evaluation_duration_seconds": "Time to evaluate one reading.",
+        "sensor_pipeline_mqtt_connected": "1 while connected to the broker, 0 otherwise.",
+        "sensor_pipeline_mqtt_reconnects_total": "Connections to the broker after the first.",
+        "sensor_pipeline_mqtt_dropped_messages_total": "Messages dropped by a full subscription buffer.",
+        "sensor_pipeline_rules_loaded": "Rules in effect.",
+        "sensor_pipeline_rules_reloads_total": "Rule reloads after the start, by outcome (applied, unchanged, failed).",
+        "sensor_pipeline_rules_last_reload_success": "1 when the last load or reload succeeded, 0 when it failed.",
+        "sensor_pipeline_rules_last_reload_timestamp_seconds": "When the last load or reload was tried (Unix seconds).",
+    ]
+
     /// Metrics that go nowhere (tests, tools that do not serve them).
     public static let discarded = EngineMetrics(factory: NOOPMetricsHandler.instance)
 

@@ -26,6 +26,35 @@ struct EngineHTTPTests {
         return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
     }
 
+    /// `HEAD path`'s status.
+    static func head(_ port: Int, _ path: String) async throws -> Int {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)\(path)")!)
+        request.httpMethod = "HEAD"
+        let (_, response) = try await URLSession.shared.data(for: request)
+        return (response as? HTTPURLResponse)?.statusCode ?? 0
+    }
+
+    /// What Debian's `promtool check metrics` says of an exposition (empty when it has no complaint).
+    static func promtool(checkingMetrics exposition: String) async throws -> String {
+        let file = try TestBroker.makeDirectory() + "/metrics.txt"
+        try exposition.write(toFile: file, atomically: true, encoding: .utf8)
+        let promtool = try ChildProcess("/bin/sh", ["-c", "promtool check metrics < '\(file)' 2>&1; echo \"exit $?\""])
+        _ = await promtool.waitForExitAndOutput()
+        let output = promtool.output.joined(separator: "\n")
+        return output == "exit 0" ? "" : output
+    }
+
+    /// The alerting rules shipped for the engine itself load, and each fires on the series it should
+    /// (`promtool test rules` with docs/prometheus/rules.test.yml).
+    @Test func theEnginesOwnAlertingRulesPassPromtool() async throws {
+        let directory = RulesEngineCommandTests.packageRoot + "/docs/prometheus"
+        for command in ["promtool check rules rules.yml", "promtool test rules rules.test.yml"] {
+            let run = try ChildProcess("/bin/sh", ["-c", "cd '\(directory)' && \(command) 2>&1; echo \"exit $?\""])
+            _ = await run.waitForExitAndOutput()
+            #expect(run.output.last == "exit 0", "\(command): \(run.output.joined(separator: "\n"))")
+        }
+    }
+
     /// A sample's value in Prometheus text (`name` or `name{labels}` exactly), nil when absent.
     static func sample(_ text: String, _ series: String) -> Double? {
         text.split(separator: "\n").first { $0.hasPrefix(series + " ") }
@@ -67,6 +96,8 @@ struct EngineHTTPTests {
         #expect(Self.sample(metrics, "sensor_pipeline_readings_rejected_total{reason=\"not_a_number\"}") == 1)
         #expect(Self.sample(metrics, "sensor_pipeline_readings_lost_total") == 2)
         #expect(Self.sample(metrics, "sensor_pipeline_evaluation_duration_seconds_count") == 3)
+        #expect(try await Self.promtool(checkingMetrics: metrics) == "")
+        #expect(try await Self.head(port, "/metrics") == 200)
 
         let instances = try await Self.get(port, "/api/instances")
         #expect(instances.status == 200)
