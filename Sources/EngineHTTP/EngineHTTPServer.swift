@@ -115,32 +115,88 @@ public enum EngineHTTPServer {
         case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
         case .equals(let value): condition = ("equals", value)
         }
+        // What every rule has, whatever its condition: timing, schedule, flapping and its actions.
+        let behaviour: [(String, JSONValue)] = [
+            ("for", milliseconds(rule.forMilliseconds)),
+            ("cooldown", milliseconds(rule.cooldownMilliseconds)),
+            ("min_on", milliseconds(rule.minOnMilliseconds)),
+            ("keep_firing_for", milliseconds(rule.keepFiringForMilliseconds)),
+            (
+                "max_transitions",
+                rule.maxTransitions.map {
+                    .string("\($0.count) in \(RuleDuration.format($0.windowMilliseconds))")
+                } ?? .null
+            ),
+            ("active", rule.schedule.map { .string($0.description) } ?? .null),
+            ("outside_active", rule.schedule == nil ? .null : .string(rule.outsideActive.rawValue)),
+            (
+                "flapping",
+                rule.flapping.map {
+                    .object([
+                        ("history", .number(Double($0.history))), ("low", .number($0.lowPercent)),
+                        ("high", .number($0.highPercent)), ("state", .string($0.state.rawValue)),
+                    ])
+                } ?? .null
+            ),
+            ("severity", .string(rule.severity.rawValue)),
+            ("on_unknown", .string(rule.onUnknown.rawValue)),
+            ("on_fire", .array(rule.onFire.map(actionJSON))),
+            ("on_clear", .array(rule.onClear.map(actionJSON))),
+            ("source", .string("\(rule.location.file):\(rule.location.line)")),
+        ]
         guard rule.isSingleCondition else {
             // A combination or a group: the whole condition in one line, and each condition on a topic.
-            return .object([
+            return .object(
+                [
+                    ("id", .string(rule.id)),
+                    ("description", rule.description.map(JSONValue.string) ?? .null),
+                    ("condition", .string(rule.conditionText)),
+                    ("topics", .array(rule.leaves.map { .string($0.topic.description) })),
+                ] + behaviour
+            )
+        }
+        return .object(
+            [
                 ("id", .string(rule.id)),
                 ("description", rule.description.map(JSONValue.string) ?? .null),
-                ("condition", .string(rule.conditionText)),
-                ("topics", .array(rule.leaves.map { .string($0.topic.description) })),
-                ("for", milliseconds(rule.forMilliseconds)),
-                ("severity", .string(rule.severity.rawValue)),
-                ("on_unknown", .string(rule.onUnknown.rawValue)),
-                ("source", .string("\(rule.location.file):\(rule.location.line)")),
+                ("topic", .string(rule.topic.description)),
+                ("field", .string(rule.field.joined(separator: "."))),
+                ("window", rule.leaves[0].window.map { .string($0.description) } ?? .null),
+                condition,
+                ("clear", rule.clear.map(JSONValue.number) ?? .null),
+                ("stale", milliseconds(rule.staleMilliseconds)),
+            ] + behaviour
+        )
+    }
+
+    /// An action as the rule file states it (templates unfilled), with its `file:line`.
+    static func actionJSON(_ action: Action) -> JSONValue {
+        let source: (String, JSONValue) = ("source", .string("\(action.location.file):\(action.location.line)"))
+        switch action.handler {
+        case .publish(let topic, let payload, let qos, let retain):
+            return .object([
+                ("publish", .string(topic.description)), ("payload", payload.map(payloadJSON) ?? .null),
+                ("qos", .number(Double(qos))), ("retain", .bool(retain)), source,
+            ])
+        case .log(let message):
+            return .object([("log", .string(message.description)), source])
+        case .command(let arguments, let timeout):
+            return .object([
+                ("command", .array(arguments.map { .string($0.description) })),
+                ("timeout", .string(RuleDuration.format(timeout))), source,
             ])
         }
-        return .object([
-            ("id", .string(rule.id)),
-            ("description", rule.description.map(JSONValue.string) ?? .null),
-            ("topic", .string(rule.topic.description)),
-            ("field", .string(rule.field.joined(separator: "."))),
-            condition,
-            ("clear", rule.clear.map(JSONValue.number) ?? .null),
-            ("for", milliseconds(rule.forMilliseconds)),
-            ("stale", milliseconds(rule.staleMilliseconds)),
-            ("severity", .string(rule.severity.rawValue)),
-            ("source", .string("\(rule.location.file):\(rule.location.line)")),
-        ])
     }
+
+    static func payloadJSON(_ payload: PayloadTemplate) -> JSONValue {
+        switch payload {
+        case .literal(let value): value
+        case .string(let template): .string(template.description)
+        case .array(let items): .array(items.map(payloadJSON))
+        case .object(let keys, let values): .object(zip(keys, values.map(payloadJSON)).map { (key: $0, value: $1) })
+        }
+    }
+
 }
 
 /// The pace of one `/events` stream: at once, then once a second until graceful shutdown or cancellation.

@@ -6,26 +6,8 @@ public enum InstanceTable {
     /// Renders `instances` (JSON objects from `/api/instances`) of `rule` (an object from `/api/rules`, if
     /// found) at wall time `now` (Unix ms).
     public static func render(ruleID: String, rule: JSONValue?, instances: [JSONValue], now: Int64) -> String {
-        var lines: [String] = []
-        if let rule {
-            let source = rule["source"].flatMap(\.stringValue) ?? "?"
-            let condition =
-                ["above", "below", "between", "outside", "equals"].compactMap { key in
-                    rule[key].map { "\(key) \($0.jsonText)" }
-                }.first ?? ""
-            let clear = rule["clear"].flatMap { $0 == .null ? nil : "clear \($0.jsonText)" }
-            let duration = rule["for"].flatMap(\.stringValue).map { "for \($0)" }
-            // A combined or grouped rule says its whole condition in one line.
-            let parts: [String?] =
-                if let combined = rule["condition"].flatMap(\.stringValue) {
-                    [combined, duration]
-                } else {
-                    [rule["topic"].flatMap(\.stringValue), condition, clear, duration]
-                }
-            lines.append("rule \(ruleID) (\(source)): " + parts.compactMap { $0 }.joined(separator: ", "))
-        } else {
-            lines.append("rule \(ruleID): not loaded in this engine")
-        }
+        guard let rule else { return "rule \(ruleID): not loaded in this engine" }
+        var lines = ["rule \(ruleID) (\(rule["source"].flatMap(\.stringValue) ?? "?")): \(conditionText(of: rule))"]
         guard !instances.isEmpty else {
             lines.append("no instances yet (no reading has matched the rule's topic)")
             return lines.joined(separator: "\n")
@@ -59,14 +41,65 @@ public enum InstanceTable {
                 instance["last_reason"].flatMap(\.stringValue) ?? "-",
             ])
         }
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            let cells = row.enumerated().map { column, cell in
-                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
-            }
-            lines.append(cells.joined(separator: "  "))
-        }
+        lines.append(table(rows))
         return lines.joined(separator: "\n")
+    }
+
+    /// What `explain` without a rule id prints: every loaded rule (objects from `/api/rules`) with how many
+    /// instances it has in each state (from `/api/instances`), its source and its condition.
+    public static func ruleList(rules: [JSONValue], instances: [JSONValue]) -> String {
+        var counts: [String: [String: Int]] = [:]
+        for instance in instances {
+            guard let rule = instance["rule"]?.stringValue, let state = instance["state"]?.stringValue else { continue }
+            counts[rule, default: [:]][state, default: 0] += 1
+        }
+        var rows = [["RULE", "INSTANCES", "FIRING", "PENDING", "SOURCE", "CONDITION"]]
+        for rule in rules {
+            let id = rule["id"].flatMap(\.stringValue) ?? "?"
+            let states = counts[id] ?? [:]
+            rows.append([
+                id, String(states.values.reduce(0, +)), String(states["firing"] ?? 0), String(states["pending"] ?? 0),
+                rule["source"].flatMap(\.stringValue) ?? "?", conditionText(of: rule),
+            ])
+        }
+        return table(rows)
+    }
+
+    /// The message for a rule id the engine does not have, with the ids it has (`rules` from `/api/rules`).
+    public static func unknownRule(_ ruleID: String, rules: [JSONValue]) -> String {
+        let loaded = rules.compactMap { $0["id"].flatMap(\.stringValue) }
+        let list = loaded.isEmpty ? "it has no rules" : "its rules are: " + loaded.joined(separator: ", ")
+        return
+            "rule \(ruleID): not loaded in this engine; \(list) (`rules-engine explain` lists them with their states)"
+    }
+
+    /// A rule's condition in one line: topic, threshold, clear level and `for`, or a combination's whole text.
+    static func conditionText(of rule: JSONValue) -> String {
+        let window = rule["window"].flatMap(\.stringValue).map { $0 + " " } ?? ""
+        let condition =
+            ["above", "below", "between", "outside", "equals"].compactMap { key in
+                rule[key].map { "\(window)\(key) \($0.jsonText)" }
+            }.first ?? ""
+        let clear = rule["clear"].flatMap { $0 == .null ? nil : "clear \($0.jsonText)" }
+        let duration = rule["for"].flatMap(\.stringValue).flatMap { $0 == "0s" ? nil : "for \($0)" }
+        let active = rule["active"].flatMap(\.stringValue).map { "active \($0)" }
+        let parts: [String?] =
+            if let combined = rule["condition"].flatMap(\.stringValue) {
+                [combined, duration, active]
+            } else {
+                [rule["topic"].flatMap(\.stringValue), condition, clear, duration, active]
+            }
+        return parts.compactMap { $0 }.joined(separator: ", ")
+    }
+
+    /// Rows as aligned columns (the last column is not padded).
+    static func table(_ rows: [[String]]) -> String {
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n")
     }
 
     /// A combined instance's leaves or a group's members, one row each under the instance: topic, truth

@@ -104,9 +104,16 @@ public struct OfflineTools: Sendable {
     public func test(_ files: [String]) -> Int32 {
         var passed = 0
         var failed = 0
-        for file in files {
+        let testFiles: [String]
+        do {
+            testFiles = try RuleFiles.testFiles(at: files)
+        } catch {
+            report(error)
+            return 1
+        }
+        for file in testFiles {
             do {
-                let text = try String(contentsOfFile: file, encoding: .utf8)
+                let text = try RuleFiles.read(file)
                 let suite = try RuleTestSuite.parse(RuleSource(path: file, text: text))
                 let directory = (file as NSString).deletingLastPathComponent
                 let ruleSet = try RuleFiles.load(

@@ -136,6 +136,9 @@ extension Evaluator {
             case "threshold": return threshold
             case "severity": return .string(rule.severity.rawValue)
             case "transition": return .string(kind.rawValue)
+            case "reason"
+            where !labels.contains { $0.name == "reason" } && !conditions.contains { $0.name == "reason" }:
+                return .string(reason)
             case "count" where rule.grouping != nil:
                 return .number(Double(conditions.count { $0.truth == .true }))
             default:

@@ -25,6 +25,9 @@ public enum RuleLoader {
     ]
     /// Placeholders every action may use besides the rule's captures.
     static let payloadPlaceholders = ["value", "rule", "threshold", "severity", "transition"]
+    /// Also outside topics: `{reason}`, the transition's reason. Not reserved: a topic that captures `{reason}`
+    /// (accepted before it existed) keeps its capture.
+    static let actionPlaceholders = payloadPlaceholders + ["reason"]
     static let topicPlaceholders = ["rule"]
 
     /// Validates all sources together (ids must be unique across files); throws every problem found.
@@ -905,7 +908,7 @@ public enum RuleLoader {
         checkPlaceholders(
             template,
             at: messageNode,
-            allowed: names + payloadPlaceholders,
+            allowed: names + actionPlaceholders,
             captures: captures,
             reader: &reader
         )
@@ -943,7 +946,7 @@ public enum RuleLoader {
             checkPlaceholders(
                 template,
                 at: item,
-                allowed: names + payloadPlaceholders,
+                allowed: names + actionPlaceholders,
                 captures: captures,
                 reader: &reader
             )
@@ -967,7 +970,7 @@ public enum RuleLoader {
             checkPlaceholders(
                 template,
                 at: node,
-                allowed: names + payloadPlaceholders,
+                allowed: names + actionPlaceholders,
                 captures: captures,
                 reader: &reader
             )

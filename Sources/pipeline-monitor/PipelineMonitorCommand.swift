@@ -12,7 +12,8 @@ import Synchronization
 struct PipelineMonitorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pipeline-monitor",
-        abstract: "Show sensors, rule instances, actuators and commands live in the terminal."
+        abstract: "Show sensors, rule instances, actuators and commands live in the terminal.",
+        version: PackageVersion.text,
     )
 
     @Option(help: "Redraw every this many milliseconds.") var refresh: Int = 500

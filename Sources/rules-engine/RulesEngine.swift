@@ -10,6 +10,7 @@ struct RulesEngine: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rules-engine",
         abstract: "Evaluate threshold rules on sensor readings and drive actuators.",
+        version: PackageVersion.text,
         subcommands: [Run.self, Check.self, Replay.self, Diff.self, Test.self, Explain.self]
     )
 }
@@ -66,7 +67,7 @@ struct Diff: ParsableCommand {
 
 struct Test: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run rule unit test files.")
-    @Argument(help: "Test files (*.test.yaml).") var files: [String]
+    @Argument(help: "Test files (*.test.yaml), or folders searched for them.") var files: [String]
 
     func run() throws {
         let code = tools.test(files)

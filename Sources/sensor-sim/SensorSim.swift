@@ -17,6 +17,7 @@ struct SensorSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sensor-sim",
         abstract: "Simulated sensors and actuators over MQTT.",
+        version: PackageVersion.text,
         subcommands: [RunDevices.self, ReplayRecording.self]
     )
 }

@@ -118,6 +118,29 @@ struct EngineHTTPTests {
         #expect(table.contains("rule cooling ("), "\(table)")
         #expect(table.contains("room=lab  firing"), "\(table)")
         #expect(table.contains("value 31 above 30"), "\(table)")
+        #expect(
+            rules.contains(
+                #""on_fire":[{"publish":"\#(harness.prefix)/actuators/{room}/fan/set","payload":{"state":"on"}"#
+            )
+        )
+        #expect(rules.contains(#""cooldown":"0s","min_on":"0s""#), "\(rules)")
+
+        // Without a rule id: every rule with its instances by state; an unknown id names the loaded ones.
+        let list = try ChildProcess(builtProductPath("rules-engine"), ["explain", "--engine", "127.0.0.1:\(port)"])
+        #expect(await list.waitForExitAndOutput() == 0)
+        #expect(list.output.first?.hasPrefix("RULE ") == true, "\(list.output)")
+        #expect(
+            list.output.dropFirst().first?.hasPrefix("cooling  1          1       0        ") == true,
+            "\(list.output)"
+        )
+        let unknown = try ChildProcess(
+            builtProductPath("rules-engine"),
+            ["explain", "nope", "--engine", "127.0.0.1:\(port)"]
+        )
+        #expect(await unknown.waitForExitAndOutput() == 1)
+        let complaint = unknown.standardError
+        #expect(complaint.contains("rule nope: not loaded in this engine; its rules are: cooling"), "\(complaint)")
+        #expect(unknown.output.isEmpty, "\(unknown.output)")
 
         harness.broker.stop()
         try await withTimeout(.seconds(20), "healthz turning 503") {

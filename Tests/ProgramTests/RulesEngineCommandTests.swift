@@ -1,4 +1,5 @@
 import Foundation
+import MQTTTestSupport
 import Testing
 
 /// Runs the real `rules-engine` executable, as users and scripts do.
@@ -57,6 +58,29 @@ struct RulesEngineCommandTests {
         #expect(!run.standardError.contains("warning:"), "\(run.standardError)")
     }
 
+    /// `test` takes a folder as `check` does (its `*.test.yaml` files), and names a path it cannot use.
+    @Test func testTakesAFolderAndNamesWhatItCannotRead() throws {
+        let folder = try rulesEngine(["test", "rules"])
+        #expect(folder.status == 0, "\(folder.standardError)")
+        #expect(folder.standardOutput.contains("PASS  rules/server-room.test.yaml: "), "\(folder.standardOutput)")
+        #expect(folder.standardOutput.hasSuffix(" passed, 0 failed\n"), "\(folder.standardOutput)")
+        let missing = try rulesEngine(["test", "rules/nothing.test.yaml"])
+        #expect(missing.status == 1)
+        #expect(
+            missing.standardError == "rules/nothing.test.yaml: no such file or directory\n",
+            "\(missing.standardError)"
+        )
+        let empty = try rulesEngine(["test", "Devices"])
+        #expect(empty.standardError == "Devices: no rule test files (*.test.yaml) in it\n", "\(empty.standardError)")
+    }
+
+    @Test(arguments: ["rules-engine", "sensor-sim", "pipeline-monitor"])
+    func everyProgramPrintsItsVersion(program: String) async throws {
+        let run = try ChildProcess(builtProductPath(program), ["--version"])
+        #expect(await run.waitForExitAndOutput() == 0)
+        #expect(run.output.count == 1 && run.output[0].wholeMatch(of: /\d+\.\d+\.\d+/) != nil, "\(run.output)")
+    }
+
     /// A duration window that does not state `max_samples` is accepted with a warning at its line.
     @Test func checkWarnsAboutADurationWindowWithoutMaxSamples() throws {
         let directory = try temporaryDirectory([
@@ -108,6 +132,40 @@ struct RulesEngineCommandTests {
         )
         let again = try rulesEngine(["replay", "--rules", "rules", directory + "/readings.jsonl"])
         #expect(again.standardOutput == run.standardOutput)
+    }
+
+    /// `{reason}` fills a log message, a command argument and a payload string with the transition's reason.
+    @Test func reasonIsAPlaceholderOutsideTopics() throws {
+        let directory = try temporaryDirectory([
+            "rules/hot.yaml": """
+            rules:
+              - id: hot
+                topic: sensors/{room}/temperature
+                above: 30
+                for: 2s
+                on_fire:
+                  - log: "{room} is hot: {reason}"
+                  - publish: {topic: "alerts/{room}", payload: {text: "because {reason}"}}
+            """,
+            "readings.jsonl": """
+            {"ts": 1000, "topic": "sensors/lab/temperature", "payload": 31}
+            {"ts": 3000, "topic": "sensors/lab/temperature", "payload": 32}
+            """,
+        ])
+        let run = try rulesEngine(["replay", "--rules", directory + "/rules", directory + "/readings.jsonl"])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(run.standardOutput.contains(#""log":"lab is hot: value 32 above 30 for 2s""#), "\(run.standardOutput)")
+        #expect(run.standardOutput.contains(#""text":"because value 32 above 30 for 2s""#), "\(run.standardOutput)")
+        let inTopic = try temporaryDirectory([
+            "hot.yaml":
+                "rules:\n  - id: hot\n    topic: s/{room}/t\n    above: 30\n    on_fire: [{publish: {topic: \"a/{reason}\"}}]\n"
+        ])
+        let check = try rulesEngine(["check", inTopic])
+        #expect(check.status == 1)
+        #expect(
+            check.standardError.contains("placeholder {reason} is not captured by the rule's topic"),
+            "\(check.standardError)"
+        )
     }
 
     @Test func diffShowsMovedAddedAndRemovedActionsAndExitsOne() throws {
