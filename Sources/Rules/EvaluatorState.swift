@@ -508,6 +508,17 @@ public struct InstanceReport: Sendable, Hashable {
 
 extension Evaluator {
     /// Every instance (of one rule, when `ruleID` is given), in rule order, then by labels.
+    /// How many instances each rule has and how many of them are firing, by rule id (rules without
+    /// instances are absent).
+    public func instanceCounts() -> [String: (all: Int, firing: Int)] {
+        var counts: [String: (all: Int, firing: Int)] = [:]
+        for instance in instances {
+            counts[ruleSet.rules[Int(instance.rule)].id, default: (0, 0)].all += 1
+            if instance.phase.isFiring { counts[ruleSet.rules[Int(instance.rule)].id, default: (0, 0)].firing += 1 }
+        }
+        return counts
+    }
+
     public func instanceReports(ruleID: String? = nil) -> [InstanceReport] {
         var reports: [InstanceReport] = []
         for (slot, instance) in instances.enumerated() {

@@ -181,15 +181,22 @@ final class EngineCore: Sendable {
     var outboxIsIdle: Bool { outbox.withLock(\.isIdle) }
 
     /// Swaps in a validated rule set, keeping the state of unchanged rules; returns the filters before and after.
-    func replaceRules(with ruleSet: RuleSet) -> (old: [String], new: [String]) {
+    /// The topic filters before and after, what changed rule by rule, and the instances (all, firing) that the
+    /// rules which were removed or changed had.
+    func replaceRules(
+        with ruleSet: RuleSet
+    ) -> (old: [String], new: [String], changes: RuleSetChanges, dropped: [String: (all: Int, firing: Int)]) {
         let old = filters
-        locked.withLock { locked in
+        let (changes, dropped) = locked.withLock { locked in
+            let changes = RuleSetChanges(from: locked.evaluator.ruleSet, to: ruleSet)
+            let dropped = locked.evaluator.instanceCounts().filter { changes.dropsInstances(of: $0.key) }
             commit(&locked, events: [], topic: nil, at: 0)
             let events = locked.evaluator.replaceRules(with: ruleSet)
             deliver(events, at: locked.evaluator.now)
             locked.statePatterns = EngineCore.patterns(for: ruleSet)
+            return (changes, dropped)
         }
-        return (old, filters)
+        return (old, filters, changes, dropped)
     }
 
     /// Folds the state journal into snapshots when it grew long. Under the lock only the journal is

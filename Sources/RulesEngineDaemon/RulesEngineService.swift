@@ -378,7 +378,8 @@ public final class RulesEngineService: Service {
             return
         }
         configuration.metrics.reload("applied")
-        let (old, new) = core.replaceRules(with: ruleSet)
+        let (old, new, changes, dropped) = core.replaceRules(with: ruleSet)
+        logChanges(changes, dropped: dropped)
         let added = new.filter { !old.contains($0) }
         let removed = old.filter { !new.contains($0) }
         do {
@@ -391,10 +392,30 @@ public final class RulesEngineService: Service {
         logger.notice(
             "rules reloaded",
             metadata: [
-                "trigger": "\(reason)", "rules": "\(ruleSet.rules.count)", "subscribed": "\(added)",
-                "unsubscribed": "\(removed)",
+                "trigger": "\(reason)", "rules": "\(ruleSet.rules.count)", "added": "\(changes.added)",
+                "changed": "\(changes.changed + changes.windowsRestarted)", "removed": "\(changes.removed)",
+                "subscribed": "\(added)", "unsubscribed": "\(removed)",
             ]
         )
+    }
+
+    /// One line per rule a reload added, changed or removed. Instances of a changed or removed rule end
+    /// without `on_clear`: what a firing one switched on stays as it is, which the line says.
+    private func logChanges(_ changes: RuleSetChanges, dropped: [String: (all: Int, firing: Int)]) {
+        for id in changes.added { logger.notice("rule added", metadata: ["rule": "\(id)"]) }
+        for (id, verb) in changes.changed.map({ ($0, "changed") }) + changes.removed.map({ ($0, "removed") }) {
+            let counts = dropped[id] ?? (0, 0)
+            var message =
+                verb == "changed" ? "rule changed: its instances start over" : "rule removed: its instances end"
+            if counts.firing > 0 {
+                message += "; firing ones end without on_clear, so what they switched on stays as it is"
+                if verb == "changed" { message += " until the rule fires and clears again" }
+            }
+            logger.notice(
+                "\(message)",
+                metadata: ["rule": "\(id)", "instances": "\(counts.all)", "firing": "\(counts.firing)"]
+            )
+        }
     }
 }
 

@@ -77,6 +77,20 @@ struct RulesEngineRunTests {
         #expect(try await harness.nextCommand() == "lab/fan on")
         let elapsed = Date().timeIntervalSince(started)
         #expect(elapsed >= 2.5 && elapsed < 6, "the pending timer kept its start: \(elapsed) s")
+        // Each rule a reload touches is logged by name; a firing instance that starts over says what stays on.
+        #expect(engine.standardError.contains("rule=other [RulesEngineDaemon] rule added"), "\(engine.standardError)")
+        try await harness.writeRules(Self.coolingRule)
+        try await waitForLog(
+            engine,
+            "firing=1 instances=1 rule=cooling [RulesEngineDaemon] rule changed: its instances start over; firing "
+                + "ones end without on_clear, so what they switched on stays as it is until the rule fires and clears again"
+        )
+        try FileManager.default.removeItem(atPath: harness.rulesDirectory + "/other.yaml")
+        try await waitForLog(
+            engine,
+            "firing=0 instances=0 rule=other [RulesEngineDaemon] rule removed: its instances end"
+        )
+        try await waitForLog(engine, #"added=[] changed=[] removed=["other"] rules=1"#)
         #expect(await harness.stop(engine) == 0)
     }
 
