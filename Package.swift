@@ -139,7 +139,7 @@ let package = Package(
             name: "rules-engine",
             dependencies: [
                 "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules", "RulesEngineDaemon",
-                "ServiceSupport",
+                "ServiceSupport", "Simulation",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -225,7 +225,9 @@ let package = Package(
         // The real programs against real brokers, as users and scripts run them.
         .testTarget(
             name: "ProgramTests",
-            dependencies: ["MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim"]
+            dependencies: [
+                "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
+            ]
         ),
     ]
 )

@@ -4,10 +4,11 @@
 # chromium and curl (the live page's test loads it headless and reads its event stream).
 # tzdata: the zone database that schedules (`active: {timezone: …}`) read.
 # prometheus: its promtool checks /metrics and docs/prometheus/rules.yml (the server itself is not used).
+# python3-jsonschema: the schema test validates rule and device files against docs/schema/ with it.
 set -euo pipefail
 
 needed=()
-for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus; do
+for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus python3-jsonschema; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ "${#needed[@]}" -gt 0 ]; then

@@ -77,6 +77,44 @@ public enum JSONValue: Hashable, Sendable {
         return output
     }
 
+    /// JSON text indented by two spaces per level, one member per line (for files people read and diff).
+    public var prettyText: String {
+        var output = ""
+        writePretty(to: &output, indent: "")
+        return output + "\n"
+    }
+
+    private func writePretty(to output: inout String, indent: String) {
+        let inner = indent + "  "
+        switch self {
+        case .array(let values) where !values.isEmpty:
+            // A list of scalars stays on one line (enums, type lists).
+            if values.allSatisfy({ if case .array = $0 { false } else if case .object = $0 { false } else { true } }) {
+                write(to: &output)
+                return
+            }
+            output += "[\n"
+            for (index, value) in values.enumerated() {
+                output += inner
+                value.writePretty(to: &output, indent: inner)
+                output += index < values.count - 1 ? ",\n" : "\n"
+            }
+            output += indent + "]"
+        case .object(let pairs) where !pairs.isEmpty:
+            output += "{\n"
+            for (index, pair) in pairs.enumerated() {
+                output += inner
+                JSONValue.writeEscaped(pair.key, to: &output)
+                output += ": "
+                pair.value.writePretty(to: &output, indent: inner)
+                output += index < pairs.count - 1 ? ",\n" : "\n"
+            }
+            output += indent + "}"
+        default:
+            write(to: &output)
+        }
+    }
+
     func write(to output: inout String) {
         switch self {
         case .null: output += "null"

@@ -1,9 +1,12 @@
 import ArgumentParser
 import CommandLineOptions
 import EngineHTTP
+import FileFormats
 import RuleTools
+import Rules
 import RulesEngineDaemon
 import ServiceSupport
+import Simulation
 
 @main
 struct RulesEngine: AsyncParsableCommand {
@@ -11,7 +14,7 @@ struct RulesEngine: AsyncParsableCommand {
         commandName: "rules-engine",
         abstract: "Evaluate threshold rules on sensor readings and drive actuators.",
         version: PackageVersion.text,
-        subcommands: [Run.self, Check.self, Replay.self, Diff.self, Test.self, Explain.self]
+        subcommands: [Run.self, Check.self, Replay.self, Diff.self, Test.self, Explain.self, Schema.self]
     )
 }
 
@@ -72,5 +75,23 @@ struct Test: ParsableCommand {
     func run() throws {
         let code = tools.test(files)
         if code != 0 { throw ExitCode(code) }
+    }
+}
+
+struct Schema: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the JSON Schema of rule files or device files (for editors' YAML support).",
+        discussion: "docs/schema/ holds the same schemas; docs/rules.md shows how to point an editor at them."
+    )
+
+    enum Kind: String, ExpressibleByArgument, CaseIterable {
+        case rules, devices
+    }
+
+    @Argument(help: "rules or devices.") var kind: Kind
+
+    func run() {
+        let document = kind == .rules ? RuleFileSchema.document : DeviceFileSchema.document
+        print(document.prettyText, terminator: "")
     }
 }
