@@ -22,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         // The C library, as the system provides it.
@@ -107,7 +109,21 @@ let package = Package(
                 "FileFormats", "Rules", "RulesEngineDaemon",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Firing rule instances as alerts in Prometheus Alertmanager (`run --alertmanager URL`).
+        .target(
+            name: "Alertmanager",
+            dependencies: [
+                "FileFormats", "Rules", "RulesEngineDaemon", "ServiceSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -138,8 +154,8 @@ let package = Package(
         .executableTarget(
             name: "rules-engine",
             dependencies: [
-                "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules", "RulesEngineDaemon",
-                "ServiceSupport", "Simulation",
+                "Alertmanager", "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules",
+                "RulesEngineDaemon", "ServiceSupport", "Simulation",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

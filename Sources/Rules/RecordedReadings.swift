@@ -79,6 +79,20 @@ public enum Timestamp {
     /// from outside must be in it, so that adding any rule duration (at most 100 years) cannot overflow.
     public static let validRange: ClosedRange<Int64> = -62_135_596_800_000...253_402_300_799_999
 
+    /// Unix milliseconds as RFC 3339 in UTC with milliseconds: `2026-12-04T18:30:00.123Z`.
+    public static func rfc3339(_ milliseconds: Int64) -> String {
+        let days = floorDivide(milliseconds, 86_400_000)
+        let date = CivilDate(daysSinceEpoch: days)
+        let inDay = milliseconds - days * 86_400_000
+        func two(_ value: Int64) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let fraction = inDay % 1000
+        let millis = fraction < 10 ? "00\(fraction)" : fraction < 100 ? "0\(fraction)" : "\(fraction)"
+        let year = String(date.year)
+        return String(repeating: "0", count: max(0, 4 - year.count)) + year + "-\(two(Int64(date.month)))-"
+            + "\(two(Int64(date.day)))T\(two(inDay / 3_600_000)):\(two(inDay / 60_000 % 60)):"
+            + "\(two(inDay / 1000 % 60)).\(millis)Z"
+    }
+
     /// Parses `2026-11-29T10:00:00Z`, `…:00.123+01:00` into Unix milliseconds.
     public static func parseRFC3339(_ text: String) -> Int64? {
         let bytes = Array(text.utf8)

@@ -52,6 +52,7 @@ final class EngineCore: Sendable {
     let logger: Logger
     let metrics: EngineMetrics
     let liveFeed: LiveFeed?
+    let observers: [any TransitionObserver]
     /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
     let announce: @Sendable (JSONValue) -> Void
     /// Shuts the connection's sending side at once, so that no acknowledgement leaves any more.
@@ -66,6 +67,7 @@ final class EngineCore: Sendable {
         logger: Logger,
         metrics: EngineMetrics = .discarded,
         liveFeed: LiveFeed? = nil,
+        observers: [any TransitionObserver] = [],
         announce: @escaping @Sendable (JSONValue) -> Void = { _ in },
         stopAcknowledging: @escaping @Sendable () -> Void = {}
     ) {
@@ -80,6 +82,7 @@ final class EngineCore: Sendable {
         self.logger = logger
         self.metrics = metrics
         self.liveFeed = liveFeed
+        self.observers = observers
         self.announce = announce
         self.stopAcknowledging = stopAcknowledging
     }
@@ -312,6 +315,7 @@ final class EngineCore: Sendable {
             switch event {
             case .transition(let record):
                 metrics.transition(rule: record.ruleID, kind: record.transition.rawValue)
+                for observer in observers { observer.observe(record) }
                 announce(
                     .object([
                         ("ts", .number(Double(record.timestamp))), ("rule", .string(record.ruleID)),

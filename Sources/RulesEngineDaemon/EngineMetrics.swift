@@ -52,6 +52,7 @@ public struct EngineMetrics: Sendable {
         "sensor_pipeline_rules_reloads_total": "Rule reloads after the start, by outcome (applied, unchanged, failed).",
         "sensor_pipeline_rules_last_reload_success": "1 when the last load or reload succeeded, 0 when it failed.",
         "sensor_pipeline_rules_last_reload_timestamp_seconds": "When the last load or reload was tried (Unix seconds).",
+        "sensor_pipeline_alertmanager_posts_total": "Posts of alerts to Alertmanager, by outcome (sent or failed).",
     ]
 
     /// Metrics that go nowhere (tests, tools that do not serve them).

@@ -30,6 +30,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var metrics: EngineMetrics = .discarded
     /// Feeds the live page (`--http`); nil keeps nothing for it.
     public var liveFeed: LiveFeed?
+    /// Told of every transition (`--alertmanager`).
+    public var transitionObservers: [any TransitionObserver] = []
 
     public init(rulesDirectory: String, stateDirectory: String? = nil, mqtt: MQTTConfiguration) {
         self.rulesDirectory = rulesDirectory
@@ -93,6 +95,7 @@ public final class RulesEngineService: Service {
             logger: logger,
             metrics: configuration.metrics,
             liveFeed: configuration.liveFeed,
+            observers: configuration.transitionObservers,
             announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
                 _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
             },

@@ -1,5 +1,7 @@
+import Alertmanager
 import ArgumentParser
 import CommandLineOptions
+import CoreMetrics
 import EngineHTTP
 import FileFormats
 import Foundation
@@ -29,6 +31,10 @@ struct Run: AsyncParsableCommand {
     var resendInterval: String = "5s"
     @Option(help: "Serve /metrics, /healthz and /api/… on HOST:PORT (e.g. 127.0.0.1:9464); off by default.")
     var http: String?
+    @Option(help: "Post firing rule instances to this Alertmanager (http://host:9093); repeat it for an HA pair.")
+    var alertmanager: [String] = []
+    @Option(help: "How often firing instances are posted to Alertmanager again.")
+    var alertmanagerResendInterval: String = "1m"
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -49,10 +55,14 @@ struct Run: AsyncParsableCommand {
         configuration.auditFile = audit
         let listen = try http.map(Run.hostAndPort)
         let registry = PrometheusCollectorRegistry()
+        let metrics: any MetricsFactory =
+            listen == nil ? NOOPMetricsHandler.instance : EngineHTTPServer.metricsFactory(registry: registry)
         if listen != nil {
-            configuration.metrics = EngineMetrics(factory: EngineHTTPServer.metricsFactory(registry: registry))
+            configuration.metrics = EngineMetrics(factory: metrics)
             configuration.liveFeed = LiveFeed()
         }
+        let notifier = try alertmanager.isEmpty ? nil : makeNotifier(engineAddress: listen, metrics: metrics, logger)
+        if let notifier { configuration.transitionObservers.append(notifier) }
         let readiness = Readiness(parts: listen == nil ? 1 : 2) {
             print("ready")
             fflush(nil)
@@ -65,6 +75,10 @@ struct Run: AsyncParsableCommand {
             throw ExitCode.failure
         }
         var services: [any Service] = [engine.client, engine]
+        if let notifier {
+            notifier.follow(engine)
+            services.append(notifier)
+        }
         if let listen {
             services.append(
                 EngineHTTPServer.make(
@@ -89,6 +103,24 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Run {
+    func makeNotifier(
+        engineAddress: (host: String, port: Int)?,
+        metrics: any MetricsFactory,
+        _ logger: Logger
+    ) throws -> AlertmanagerNotifier {
+        for url in alertmanager where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
+            throw ValidationError("--alertmanager '\(url)' is not an http:// or https:// URL")
+        }
+        guard let resend = RuleDuration.milliseconds(alertmanagerResendInterval), resend > 0 else {
+            throw ValidationError("--alertmanager-resend-interval '\(alertmanagerResendInterval)' is not a duration")
+        }
+        var configuration = AlertmanagerNotifier.Configuration(endpoints: alertmanager)
+        configuration.resendInterval = .milliseconds(resend)
+        configuration.retryInterval = .milliseconds(min(resend, 5000))
+        configuration.engineURL = engineAddress.map { "http://\($0.host):\($0.port)" }
+        return AlertmanagerNotifier(configuration: configuration, logger: logger, metrics: metrics)
+    }
+
     static func hostAndPort(_ text: String) throws -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port), colon > text.startIndex
