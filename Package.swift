@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // The C library, as the system provides it.
@@ -127,6 +128,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The `webhook` action: HTTP POSTs with retries, headers and TLS trust from --webhook-config.
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "FileFormats", "Rules", "RulesEngineDaemon",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // `sensor-sim`: the simulated world over MQTT, and recordings played back.
         .target(
             name: "SimulatorService",
@@ -155,7 +170,7 @@ let package = Package(
             name: "rules-engine",
             dependencies: [
                 "Alertmanager", "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules",
-                "RulesEngineDaemon", "ServiceSupport", "Simulation",
+                "RulesEngineDaemon", "ServiceSupport", "Simulation", "Webhooks",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -185,6 +185,11 @@ public enum EngineHTTPServer {
                 ("command", .array(arguments.map { .string($0.description) })),
                 ("timeout", .string(RuleDuration.format(timeout))), source,
             ])
+        case .webhook(let url, let body, let timeout):
+            return .object([
+                ("webhook", .string(url.description)), ("body", body.map(payloadJSON) ?? .null),
+                ("timeout", .string(RuleDuration.format(timeout))), source,
+            ])
         }
     }
 

@@ -50,6 +50,7 @@ public enum AuditLine {
         case .publish(let topic, let payload, _, _): pairs += [("topic", .string(topic)), ("payload", payload)]
         case .log(let message): pairs.append(("log", .string(message)))
         case .command(let arguments, _): pairs.append(("command", .array(arguments.map(JSONValue.string))))
+        case .webhook(let url, let body, _): pairs += [("webhook", .string(url)), ("body", body)]
         }
         return JSONValue.object(pairs).jsonText
     }

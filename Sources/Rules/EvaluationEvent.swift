@@ -39,6 +39,7 @@ public enum RenderedAction: Hashable, Sendable {
     case publish(topic: String, payload: JSONValue, qos: Int, retain: Bool)
     case log(message: String)
     case command(arguments: [String], timeoutMilliseconds: Int64)
+    case webhook(url: String, body: JSONValue, timeoutMilliseconds: Int64)
 
     /// The bytes to publish: a string payload as its text, anything else as JSON.
     public static func payloadBytes(_ payload: JSONValue) -> [UInt8] {

@@ -167,6 +167,44 @@ extension Evaluator {
             return .log(message: message.render(textLookup))
         case .command(let arguments, let timeout):
             return .command(arguments: arguments.map { $0.render(textLookup) }, timeoutMilliseconds: timeout)
+        case .webhook(let url, let bodyTemplate, let timeout):
+            // Without a body: what happened, as one object; a given object gets the same keys it lacks.
+            var body =
+                bodyTemplate?.render(lookup)
+                ?? .object([
+                    ("rule", .string(rule.id)), ("transition", .string(kind.rawValue)),
+                    ("labels", .object(labels.map { (key: $0.name, value: .string($0.value)) })),
+                    ("severity", .string(rule.severity.rawValue)),
+                ])
+            if case .object = body {
+                for (key, added) in [
+                    ("rule", JSONValue.string(rule.id)), ("reason", .string(reason)), ("value", value ?? .null),
+                    ("ts", .number(Double(time))),
+                ] where body[key] == nil {
+                    body = body.setting(key, to: added)
+                }
+            }
+            let encodedLookup: (String) -> String? = { name in textLookup(name).map(Self.percentEncoded) }
+            return .webhook(url: url.render(encodedLookup), body: body, timeoutMilliseconds: timeout)
         }
+    }
+
+    /// A placeholder's value inside a URL: everything but unreserved characters percent-encoded.
+    static func percentEncoded(_ text: String) -> String {
+        var output = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+                UInt8(ascii: "~"):
+                output.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                let hex = Array("0123456789ABCDEF".unicodeScalars)
+                output.unicodeScalars.append("%")
+                output.unicodeScalars.append(hex[Int(byte >> 4)])
+                output.unicodeScalars.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return output
     }
 }

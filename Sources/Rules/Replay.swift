@@ -50,7 +50,8 @@ public enum Replay {
 
     /// One JSON line per action, as the contract specifies:
     /// `{"ts": <ms>, "rule": "<id>", "transition": "fire"|"clear", "topic": "...", "payload": {...}}`.
-    /// `log` and `command` actions carry `"log"` or `"command"` instead of topic and payload.
+    /// `log` and `command` actions carry `"log"` or `"command"` instead of topic and payload; `webhook` actions
+    /// `"webhook"` (the URL) and `"body"`.
     public static func jsonLine(_ action: FiredAction) -> String {
         var pairs: [(key: String, value: JSONValue)] = [
             ("ts", .number(Double(action.timestamp))),
@@ -64,6 +65,8 @@ public enum Replay {
             pairs.append(("log", .string(message)))
         case .command(let arguments, _):
             pairs.append(("command", .array(arguments.map(JSONValue.string))))
+        case .webhook(let url, let body, _):
+            pairs += [("webhook", .string(url)), ("body", body)]
         }
         return JSONValue.object(pairs).jsonText
     }
@@ -122,11 +125,16 @@ public enum ActionDiff {
 
     private static func key(_ action: FiredAction) -> String {
         var action = action
-        if case .publish(let topic, var payload, let qos, let retain) = action.action {
-            if case .object(let pairs) = payload {
-                payload = .object(pairs.filter { !["ts", "reason", "value"].contains($0.key) })
-            }
-            action.action = .publish(topic: topic, payload: payload, qos: qos, retain: retain)
+        func withoutTimeAndReason(_ payload: JSONValue) -> JSONValue {
+            guard case .object(let pairs) = payload else { return payload }
+            return .object(pairs.filter { !["ts", "reason", "value"].contains($0.key) })
+        }
+        switch action.action {
+        case .publish(let topic, let payload, let qos, let retain):
+            action.action = .publish(topic: topic, payload: withoutTimeAndReason(payload), qos: qos, retain: retain)
+        case .webhook(let url, let body, let timeout):
+            action.action = .webhook(url: url, body: withoutTimeAndReason(body), timeoutMilliseconds: timeout)
+        case .log, .command: break
         }
         return "\(action.ruleID)|\(action.transition)|\(action.labels)|\(action.action)"
     }

@@ -301,6 +301,8 @@ public struct Action: Hashable, Sendable {
         case log(message: Template)
         /// Run a program (no shell) with arguments, bounded by a timeout.
         case command(arguments: [Template], timeoutMilliseconds: Int64)
+        /// POST a JSON body to an HTTP(S) URL, retried within the timeout.
+        case webhook(url: Template, body: PayloadTemplate?, timeoutMilliseconds: Int64)
     }
 
     public var handler: Handler

@@ -114,12 +114,39 @@ public enum RuleFileSchema {
                 ),
             ]
         )
+        let webhook = JSONSchema.object(
+            "POST a JSON body to an HTTP(S) URL (headers and TLS trust from the engine's --webhook-config).",
+            [
+                (
+                    "url",
+                    JSONSchema.text("http:// or https:// URL; placeholders in its path and query are percent-encoded.")
+                ),
+                (
+                    "body",
+                    .object([
+                        (
+                            "description",
+                            .string("The JSON body (a payload template); without it, what happened as one object.")
+                        )
+                    ])
+                ),
+                (
+                    "timeout",
+                    JSONSchema.reference("duration", "Give up after this long, retries included (default 5s).")
+                ),
+            ],
+            required: ["url"]
+        )
+        let handlers = ["publish": publish, "log": log, "command": command, "webhook": webhook]
         return adding(
             ("minProperties", .number(1)),
             ("maxProperties", .number(1)),
             to: JSONSchema.object(
-                "One action: publish, log or command.",
-                [("publish", publish), ("log", log), ("command", command)]
+                "One action: publish, log, command or webhook.",
+                RuleLoader.actionKeys.map { key in
+                    guard let schema = handlers[key] else { preconditionFailure("no schema for the action '\(key)'") }
+                    return (key, schema)
+                }
             )
         )
     }

@@ -29,6 +29,8 @@ public enum RuleLoader {
     /// (accepted before it existed) keeps its capture.
     static let actionPlaceholders = payloadPlaceholders + ["reason"]
     static let topicPlaceholders = ["rule"]
+    /// The handlers an action may name.
+    static let actionKeys = ["publish", "log", "command", "webhook"]
 
     /// Validates all sources together (ids must be unique across files); throws every problem found.
     /// `zones` resolves the IANA names that schedules use (`active: {timezone: …}`); without it only UTC is known.
@@ -804,12 +806,12 @@ public enum RuleLoader {
                 let entries = reader.mapping(
                     item,
                     what: "an action in '\(what)'",
-                    allowed: ["publish", "log", "command"]
+                    allowed: actionKeys
                 )
             else { continue }
-            let handlers = ["publish", "log", "command"].filter { entries[$0] != nil }
+            let handlers = actionKeys.filter { entries[$0] != nil }
             guard !handlers.isEmpty else {
-                reader.error(item, "an action needs a handler: one of publish, log, command")
+                reader.error(item, "an action needs a handler: one of publish, log, command, webhook")
                 continue
             }
             let location = reader.location(item)
@@ -828,6 +830,8 @@ public enum RuleLoader {
                 case "publish":
                     handler = parsePublish(handlerEntry.value, captures: captures, names: names, reader: &reader)
                 case "log": handler = parseLog(handlerEntry.value, captures: captures, names: names, reader: &reader)
+                case "webhook":
+                    handler = parseWebhook(handlerEntry.value, captures: captures, names: names, reader: &reader)
                 default:
                     handler = parseCommand(handlerEntry.value, captures: captures, names: names, reader: &reader)
                 }
@@ -913,6 +917,48 @@ public enum RuleLoader {
             reader: &reader
         )
         return .log(message: template)
+    }
+
+    /// `webhook: {url, body, timeout}`: the URL (placeholders filled, percent-encoded) gets the body as JSON.
+    private static func parseWebhook(
+        _ node: Node,
+        captures: [String],
+        names: [String],
+        reader: inout YAMLReader
+    ) -> Action.Handler? {
+        guard let entries = reader.mapping(node, what: "a webhook action", allowed: ["url", "body", "timeout"]) else {
+            return nil
+        }
+        guard let urlEntry = entries["url"] else {
+            reader.error(node, "a webhook action needs a 'url' (https://host/path)")
+            return nil
+        }
+        guard let text = reader.string(urlEntry.value, what: "the webhook's url") else { return nil }
+        let url = Template(text)
+        let lowered = text.lowercased()
+        if !(lowered.hasPrefix("https://") || lowered.hasPrefix("http://")) || text.count <= "https://".count
+            || url.literalText.unicodeScalars.contains(where: { $0.value <= 0x20 })
+        {
+            reader.error(urlEntry.value, "webhook url '\(text)' must be an http:// or https:// URL without spaces")
+        } else if text.drop(while: { $0 != "/" }).dropFirst(2).prefix(while: { $0 != "/" }).contains("{") {
+            reader.error(urlEntry.value, "webhook url '\(text)': placeholders go in the path or query, not the host")
+        }
+        checkPlaceholders(
+            url,
+            at: urlEntry.value,
+            allowed: names + actionPlaceholders,
+            captures: captures,
+            reader: &reader
+        )
+        let body = entries["body"].flatMap {
+            payloadTemplate($0.value, captures: captures, names: names, reader: &reader)
+        }
+        var timeout: Int64 = 5_000
+        if let entry = entries["timeout"], let value = reader.duration(entry.value, what: "'timeout'") {
+            if value <= 0 { reader.error(entry.value, "'timeout' must be longer than 0") }
+            timeout = value
+        }
+        return .webhook(url: url, body: body, timeoutMilliseconds: timeout)
     }
 
     private static func parseCommand(

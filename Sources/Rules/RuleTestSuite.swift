@@ -38,6 +38,8 @@ public struct RuleTestSuite: Sendable {
         public var topic: String?
         public var payload: JSONValue?
         public var log: String?
+        /// A webhook action's URL (with `payload`, a part of its body).
+        public var webhook: String?
         /// Leaves' values at the transition, by name or topic (`"unknown"` for an unknown leaf).
         public var conditions: [(key: String, value: JSONValue)]?
         /// The members holding at the transition, by name (sorted).
@@ -51,6 +53,7 @@ public struct RuleTestSuite: Sendable {
                 text += " " + labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
             }
             if let topic { text += " → \(topic)" }
+            if let webhook { text += " → POST \(webhook)" }
             if let payload { text += " \(payload.jsonText)" }
             if let conditions {
                 text += " " + conditions.map { "\($0.key)=\($0.value.textValue)" }.joined(separator: ",")
@@ -177,7 +180,8 @@ public struct RuleTestSuite: Sendable {
                 node,
                 what: "an expected transition",
                 allowed: [
-                    "at", "rule", "transition", "labels", "topic", "payload", "log", "conditions", "members", "value",
+                    "at", "rule", "transition", "labels", "topic", "payload", "log", "webhook", "conditions", "members",
+                    "value",
                 ]
             )
         else { return nil }
@@ -217,6 +221,7 @@ public struct RuleTestSuite: Sendable {
             topic: entries["topic"].flatMap { reader.string($0.value, what: "'topic'") },
             payload: entries["payload"].flatMap { reader.json($0.value, what: "'payload'") },
             log: entries["log"].flatMap { reader.string($0.value, what: "'log'") },
+            webhook: entries["webhook"].flatMap { reader.string($0.value, what: "'webhook'") },
             conditions: conditions,
             members: members,
             value: entries["value"].flatMap { reader.json($0.value, what: "'value'") }
@@ -291,7 +296,13 @@ public struct RuleTestSuite: Sendable {
             $0.timestamp == record.timestamp && $0.ruleID == record.ruleID && $0.labels == record.labels
                 && $0.transition == record.transition
         }
-        if expectation.topic != nil || expectation.payload != nil {
+        if let expectedURL = expectation.webhook {
+            let found = own.contains { action in
+                guard case .webhook(let url, let body, _) = action.action, url == expectedURL else { return false }
+                return expectation.payload.map { body.contains($0) } ?? true
+            }
+            if !found { return false }
+        } else if expectation.topic != nil || expectation.payload != nil {
             let found = own.contains { action in
                 guard case .publish(let topic, let payload, _, _) = action.action else { return false }
                 if let expectedTopic = expectation.topic, expectedTopic != topic { return false }

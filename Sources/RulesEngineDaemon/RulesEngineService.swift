@@ -30,6 +30,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var metrics: EngineMetrics = .discarded
     /// Feeds the live page (`--http`); nil keeps nothing for it.
     public var liveFeed: LiveFeed?
+    /// Handlers of actions beyond publish, log and command (`webhook`).
+    public var actionHandlers: [any ActionHandler] = []
     /// Told of every transition (`--alertmanager`).
     public var transitionObservers: [any TransitionObserver] = []
 
@@ -82,7 +84,7 @@ public final class RulesEngineService: Service {
             handlers: [
                 PublishActionHandler(client: client), LogActionHandler(logger: logger),
                 CommandActionHandler(logger: logger),
-            ],
+            ] + configuration.actionHandlers,
             logger: logger,
             metrics: configuration.metrics
         )

@@ -12,6 +12,7 @@ import Rules
 import RulesEngineDaemon
 import ServiceLifecycle
 import ServiceSupport
+import Webhooks
 
 #if canImport(Glibc)
 import Glibc
@@ -35,6 +36,8 @@ struct Run: AsyncParsableCommand {
     var alertmanager: [String] = []
     @Option(help: "How often firing instances are posted to Alertmanager again.")
     var alertmanagerResendInterval: String = "1m"
+    @Option(help: "Headers, Authorization and TLS trust for webhook actions, per URL prefix (a YAML file).")
+    var webhookConfig: String?
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -61,6 +64,17 @@ struct Run: AsyncParsableCommand {
             configuration.metrics = EngineMetrics(factory: metrics)
             configuration.liveFeed = LiveFeed()
         }
+        let webhooks: WebhookActionHandler
+        do {
+            webhooks = WebhookActionHandler(
+                settings: try webhookConfig.map(WebhookSettings.load) ?? .init(),
+                logger: logger
+            )
+        } catch let error as WebhookSettingsError {
+            FileHandleOutput.standardError.write(error.description + "\n")
+            throw ExitCode.failure
+        }
+        configuration.actionHandlers.append(webhooks)
         let notifier = try alertmanager.isEmpty ? nil : makeNotifier(engineAddress: listen, metrics: metrics, logger)
         if let notifier { configuration.transitionObservers.append(notifier) }
         let readiness = Readiness(parts: listen == nil ? 1 : 2) {
@@ -74,7 +88,8 @@ struct Run: AsyncParsableCommand {
             for diagnostic in error.diagnostics { FileHandleOutput.standardError.write("\(diagnostic)\n") }
             throw ExitCode.failure
         }
-        var services: [any Service] = [engine.client, engine]
+        // Shut down in reverse order: the engine finishes its actions before the webhooks' HTTP client stops.
+        var services: [any Service] = [engine.client, webhooks, engine]
         if let notifier {
             notifier.follow(engine)
             services.append(notifier)
