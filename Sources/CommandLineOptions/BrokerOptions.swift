@@ -33,6 +33,11 @@ public struct BrokerOptions: ParsableArguments, Sendable {
     @Option(help: "MQTT keepalive in seconds: a silently dead connection is noticed within about twice this.")
     public var keepalive: Int = 30
 
+    @Option(
+        help: "MQTT version: 3.1.1 or 5 (default: 5, and 3.1.1 once, with a log line, when the broker refuses 5)."
+    )
+    public var mqttVersion: String?
+
     public init() {}
 
     /// The configuration these options describe; `defaultClientID` is used when `--client-id` is absent.
@@ -49,6 +54,12 @@ public struct BrokerOptions: ParsableArguments, Sendable {
             throw ValidationError("--keepalive must be between 5 and 65535 seconds")
         }
         configuration.keepAliveSeconds = keepalive
+        switch mqttVersion {
+        case nil: configuration.fallsBackToV311 = true
+        case "5", "5.0": configuration.protocolVersion = .v5
+        case "3.1.1", "311", "4": configuration.protocolVersion = .v311
+        case let other?: throw ValidationError("--mqtt-version '\(other)' must be 3.1.1 or 5")
+        }
         if let username { configuration.username = username }
         if let passwordFile {
             guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {

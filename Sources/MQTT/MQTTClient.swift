@@ -20,7 +20,7 @@ public final class MQTTClient: Service, Sendable {
     private let handle: MosquittoHandle
     private let messageHandler: (@Sendable (MQTTMessage) -> Void)?
     private let messageContinuation: AsyncStream<MQTTMessage>.Continuation
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     /// Creates a client; nothing is connected until `run()`.
     ///
@@ -41,6 +41,9 @@ public final class MQTTClient: Service, Sendable {
             try MosquittoHandle.validatePublishTopic(will.topic)
         }
         self.configuration = configuration
+        var initial = State()
+        initial.protocolVersion = configuration.protocolVersion
+        self.state = Mutex(initial)
         self.clientID = clientID
         self.messageHandler = messageHandler
         var logger = logger
@@ -80,25 +83,34 @@ public final class MQTTClient: Service, Sendable {
             state.phase = .running
         }
         handle.installCallbacks(receiver: self)
-        let sessionExpiry: UInt32? =
-            configuration.protocolVersion == .v5 && !configuration.cleanSession
-            ? configuration.sessionExpirySeconds : nil
         var outcome: Result<Void, any Error> = .success(())
         do {
-            logger.debug("connecting", metadata: ["mqtt.broker": "\(configuration.broker)"])
-            do {
-                try handle.connect(
-                    host: configuration.broker.host,
-                    port: configuration.broker.port,
-                    keepAliveSeconds: configuration.keepAliveSeconds,
-                    sessionExpirySeconds: sessionExpiry
-                )
-            } catch let error as MQTTError where !MosquittoHandle.isFatal(error.code ?? 0) {
-                // The broker is not there yet: the network thread keeps trying with backoff.
-                logger.debug("first connect failed, retrying", metadata: ["error": "\(error)"])
-                state.withLock { $0.lastConnectionProblem = error.message }
-            }
-            try handle.startLoop()
+            // Once more after the broker refused MQTT 5 (`fallsBackToV311`): libmosquitto's network thread
+            // ends on that refusal, so a new one starts, speaking 3.1.1.
+            var restarting = false
+            repeat {
+                if restarting {
+                    handle.disconnect()
+                    handle.stopLoop()
+                }
+                try connectAndStartLoop()
+                try await waitForTerminationOrFallback()
+                restarting = state.withLock { state in
+                    defer { state.restartRequested = false }
+                    return state.restartRequested && !state.terminationRequested && state.failure == nil
+                }
+            } while restarting
+        } catch {
+            outcome = .failure(error)
+        }
+        handle.disconnect()
+        handle.stopLoop()
+        handle.uninstallCallbacks()
+        close(reason: (try? outcome.get()).map { "client closed" } ?? "client failed")
+        logger.debug("closed")
+        try outcome.get()
+
+        func waitForTerminationOrFallback() async throws {
             let untilCancelled = {
                 try await withTaskCancellationHandler {
                     try await self.waitForTermination()
@@ -115,15 +127,30 @@ public final class MQTTClient: Service, Sendable {
             } else {
                 try await untilCancelled()
             }
-        } catch {
-            outcome = .failure(error)
         }
-        handle.disconnect()
-        handle.stopLoop()
-        handle.uninstallCallbacks()
-        close(reason: (try? outcome.get()).map { "client closed" } ?? "client failed")
-        logger.debug("closed")
-        try outcome.get()
+    }
+
+    /// Starts connecting with the version in use (blocking only for the TCP/TLS connect) and starts
+    /// libmosquitto's network thread, which connects again by itself after a failure.
+    private func connectAndStartLoop() throws {
+        let version = protocolVersion
+        try handle.setProtocolVersion(version)
+        let sessionExpiry: UInt32? =
+            version == .v5 && !configuration.cleanSession ? configuration.sessionExpirySeconds : nil
+        logger.debug("connecting", metadata: ["mqtt.broker": "\(configuration.broker)", "mqtt.version": "\(version)"])
+        do {
+            try handle.connect(
+                host: configuration.broker.host,
+                port: configuration.broker.port,
+                keepAliveSeconds: configuration.keepAliveSeconds,
+                sessionExpirySeconds: sessionExpiry
+            )
+        } catch let error as MQTTError where !MosquittoHandle.isFatal(error.code ?? 0) {
+            // The broker is not there yet: the network thread keeps trying with backoff.
+            logger.debug("first connect failed, retrying", metadata: ["error": "\(error)"])
+            state.withLock { $0.lastConnectionProblem = error.message }
+        }
+        try handle.startLoop()
     }
 
     /// Returns once the client is connected; throws if the connection failed for good or the client closed.
@@ -148,6 +175,9 @@ public final class MQTTClient: Service, Sendable {
 
     /// True while a connection is established.
     public var isConnected: Bool { state.withLock { $0.connected } }
+
+    /// The MQTT version in use: the configuration's, or 3.1.1 after the broker refused 5 (`fallsBackToV311`).
+    public var protocolVersion: MQTTConfiguration.ProtocolVersion { state.withLock { $0.protocolVersion } }
 
     /// Why the client is not connected, as far as libmosquitto said: the first connect's error or the
     /// reason the last connection ended. nil once connected.
@@ -388,7 +418,7 @@ public final class MQTTClient: Service, Sendable {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let result: Result<Void, any Error>? = state.withLock { state in
                 if let failure = state.failure { return .failure(failure) }
-                if state.terminationRequested { return .success(()) }
+                if state.terminationRequested || state.restartRequested { return .success(()) }
                 state.terminationWaiter = continuation
                 return nil
             }
@@ -461,8 +491,28 @@ extension MQTTClient: MosquittoEventReceiver {
     var wantsLibraryDebugLog: Bool { logger.logLevel <= .trace }
 
     func mosquittoDidConnect(reasonCode: Int32, sessionPresent: Bool) {
+        // 132 (MQTT 5) or 1 (a 3.1.1 broker's own CONNACK): the broker does not speak MQTT 5.
+        if [1, 132].contains(reasonCode), configuration.fallsBackToV311,
+            let waiter = state.withLock({ state -> CheckedContinuation<Void, any Error>?? in
+                guard state.protocolVersion == .v5 else { return nil }
+                state.protocolVersion = .v311
+                state.fallingBack = true
+                state.restartRequested = true
+                defer { state.terminationWaiter = nil }
+                return .some(state.terminationWaiter)
+            })
+        {
+            // `run()` stops this network thread (libmosquitto ends it on this refusal anyway) and starts one
+            // that speaks 3.1.1.
+            waiter?.resume()
+            logger.notice(
+                "the broker does not speak MQTT 5: connecting again with MQTT 3.1.1",
+                metadata: ["mqtt.broker": "\(configuration.broker)"]
+            )
+            return
+        }
         guard reasonCode == 0 else {
-            let reason = MosquittoHandle.describeConnack(reasonCode, protocolVersion: configuration.protocolVersion)
+            let reason = MosquittoHandle.describeConnack(reasonCode, protocolVersion: protocolVersion)
             // 4/5 (MQTT 3.1.1) and 134/135 (MQTT 5): bad user name or password, not authorized.
             let hint =
                 [4, 5, 134, 135].contains(reasonCode)
@@ -503,7 +553,8 @@ extension MQTTClient: MosquittoEventReceiver {
 
     func mosquittoDidDisconnect(code: Int32) {
         let reason = code == 0 ? "disconnected" : MosquittoHandle.describe(code)
-        let (lost, events, lastLog) = state.withLock { state in
+        let (lost, events, lastLog, fellBack) = state.withLock { state in
+            defer { state.fallingBack = false }
             state.connected = false
             state.lastConnectionProblem = code == 0 ? nil : "the connection was lost: \(reason)"
             var lost: [State.AckWaiter] = []
@@ -511,13 +562,13 @@ extension MQTTClient: MosquittoEventReceiver {
                 lost.append(waiter)
                 state.ackWaiters.removeValue(forKey: messageID)
             }
-            return (lost, Array(state.eventContinuations.values), state.lastLibraryError)
+            return (lost, Array(state.eventContinuations.values), state.lastLibraryError, state.fallingBack)
         }
         logger.debug("disconnected", metadata: ["reason": "\(reason)"])
         let lostError = MQTTError(.notConnected, "connection lost before the acknowledgement")
         for waiter in lost { waiter.continuation.resume(throwing: lostError) }
         broadcast(.disconnected(reason: reason), events: events)
-        if MosquittoHandle.isFatal(code) {
+        if MosquittoHandle.isFatal(code), !fellBack {
             let detail = lastLog.map { "\(reason): \($0)" } ?? reason
             requestTermination(
                 failure: MQTTError(
@@ -624,6 +675,12 @@ extension MQTTClient {
         var oversizeMessages = 0
         var lastLibraryError: String?
         var lastConnectionProblem: String?
+        /// The version in use: the configuration's, or 3.1.1 after a fallback.
+        var protocolVersion = MQTTConfiguration.ProtocolVersion.v5
+        /// The broker refused MQTT 5 and the connection it closes next is expected (not a failure).
+        var fallingBack = false
+        /// `run()` is to start the network thread again (after a fallback to 3.1.1).
+        var restartRequested = false
         private var nextToken = 0
 
         mutating func makeToken() -> Int {

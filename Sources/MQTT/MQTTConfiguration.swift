@@ -37,6 +37,10 @@ public struct MQTTConfiguration: Sendable {
     public var keepAliveSeconds: Int = 30
     /// Protocol version.
     public var protocolVersion: ProtocolVersion = .v5
+    /// With `.v5`: when the broker refuses MQTT 5 ("unsupported protocol version", as MQTT 3.1.1-only brokers
+    /// such as NATS's MQTT listener answer), connect again with MQTT 3.1.1 and stay with it. A persistent
+    /// session is then MQTT 3.1.1's clean session off (the broker's own expiry instead of `sessionExpirySeconds`).
+    public var fallsBackToV311 = false
     /// Clean session (3.1.1) / clean start (5). `false` keeps the broker-side session across reconnects.
     public var cleanSession: Bool = true
     /// MQTT 5 session expiry when `cleanSession` is false, in seconds. The default keeps a session for a week.

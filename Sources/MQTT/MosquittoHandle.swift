@@ -33,9 +33,14 @@ final class MosquittoHandle: @unchecked Sendable {
 
     // MARK: Configuration
 
+    /// The version of the next CONNECT (libmosquitto reads it when it connects or reconnects).
+    func setProtocolVersion(_ version: MQTTConfiguration.ProtocolVersion) throws {
+        let value = version == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
+        try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, value), doing: "setting the protocol version")
+    }
+
     func configure(_ configuration: MQTTConfiguration) throws {
-        let version = configuration.protocolVersion == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
-        try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, version), doing: "setting the protocol version")
+        try setProtocolVersion(configuration.protocolVersion)
         try check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, 1), doing: "setting TCP_NODELAY")
         let inflight = Int32(clamping: configuration.maximumInflightMessages)
         if configuration.protocolVersion == .v5 {
