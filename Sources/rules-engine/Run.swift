@@ -38,6 +38,8 @@ struct Run: AsyncParsableCommand {
     var alertmanagerResendInterval: String = "1m"
     @Option(help: "Headers, Authorization and TLS trust for webhook actions, per URL prefix (a YAML file).")
     var webhookConfig: String?
+    @Flag(help: "Show every rule instance in Home Assistant (MQTT discovery, a binary_sensor of class problem).")
+    var haDiscovery = false
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -77,6 +79,8 @@ struct Run: AsyncParsableCommand {
         configuration.actionHandlers.append(webhooks)
         let notifier = try alertmanager.isEmpty ? nil : makeNotifier(engineAddress: listen, metrics: metrics, logger)
         if let notifier { configuration.transitionObservers.append(notifier) }
+        let homeAssistant = haDiscovery ? HomeAssistantRuleView(logger: logger) : nil
+        if let homeAssistant { configuration.transitionObservers.append(homeAssistant) }
         let readiness = Readiness(parts: listen == nil ? 1 : 2) {
             print("ready")
             fflush(nil)
@@ -93,6 +97,10 @@ struct Run: AsyncParsableCommand {
         if let notifier {
             notifier.follow(engine)
             services.append(notifier)
+        }
+        if let homeAssistant {
+            homeAssistant.follow(engine)
+            services.append(homeAssistant)
         }
         if let listen {
             services.append(

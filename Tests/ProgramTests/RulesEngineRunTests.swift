@@ -309,3 +309,40 @@ struct RulesEngineRunTests {
         }
     }
 }
+
+extension RulesEngineRunTests {
+    /// `--ha-discovery`: an instance appears as a Home Assistant binary_sensor (retained config), its state turns
+    /// ON when it fires and OFF when it clears, and a reload that removes the rule removes the entity.
+    @Test func homeAssistantSeesEveryRuleInstance() async throws {
+        let harness = try await EngineHarness(
+            "ha-view",
+            rules: Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s")
+        )
+        let watcher = try MQTTClient(
+            configuration: MQTTConfiguration(broker: harness.broker.url, clientID: "\(harness.prefix)-ha")
+        )
+        let inbox = MessageInbox(watcher)
+        let running = Task { try await watcher.run() }
+        defer { running.cancel() }
+        try await withTimeout(.seconds(20), "watcher connects") { try await watcher.waitUntilConnected() }
+        try await watcher.subscribe(
+            to: ["homeassistant/binary_sensor/#", "pipeline/engine/\(harness.engineClientID)/instances/#"]
+        )
+        let engine = try await harness.startEngine(extraArguments: ["--ha-discovery"])
+        try await harness.reading("lab", "31")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        let config = try await inbox.first(timeout: .seconds(20)) { $0.topic.hasPrefix("homeassistant/") }
+        #expect(config.payloadString.contains(#""device_class":"problem""#), "\(config.payloadString)")
+        #expect(config.payloadString.contains(#""name":"cooling lab""#), "\(config.payloadString)")
+        let on = try await inbox.first(timeout: .seconds(20)) { $0.topic.contains("/instances/") }
+        #expect(on.payloadString.hasPrefix(#"{"state":"ON","phase":"firing","rule":"cooling""#), "\(on.payloadString)")
+        try await harness.reading("lab", "20")
+        #expect(try await harness.nextCommand() == "lab/fan off")
+        let off = try await inbox.first(timeout: .seconds(20)) { $0.topic == on.topic }
+        #expect(off.payloadString.hasPrefix(#"{"state":"OFF","phase":"inactive""#), "\(off.payloadString)")
+        try await harness.writeRules("rules: []\n")
+        let removed = try await inbox.first(timeout: .seconds(20)) { $0.topic == config.topic }
+        #expect(removed.payload.isEmpty)
+        #expect(await harness.stop(engine) == 0)
+    }
+}
