@@ -14,6 +14,7 @@ import Synchronization
 /// - `GET /api/instances[?rule=ID]`: every rule instance as JSON (labels, state, last value, since,
 ///   the reason of the last transition, the next timer).
 /// - `GET /api/rules`: every rule with its source `file:line`.
+/// - `GET /api/explain?rule=ID`: one rule as `/api/rules` shows it, with its YAML as written in its file.
 /// - `GET /`: the live page; `GET /events`: what it draws, as server-sent events once a second.
 public enum EngineHTTPServer {
     /// The HTTP service for `engine`; run it in the engine's service group.
@@ -54,11 +55,30 @@ public enum EngineHTTPServer {
         router.get("/api/rules") { _, _ -> Response in
             json(.array(engine.ruleSet.rules.map(ruleJSON)))
         }
-        router.get("/") { _, _ -> Response in
-            Response(
+        router.get("/api/explain") { request, _ -> Response in
+            guard let id = request.uri.queryParameters.get("rule"), let rule = engine.ruleSet.rule(withID: id) else {
+                return Response(
+                    status: .notFound,
+                    headers: [.contentType: "application/json"],
+                    body: .init(byteBuffer: ByteBuffer(string: #"{"error":"no such rule"}"#))
+                )
+            }
+            return json(
+                ruleJSON(rule).setting("yaml", to: RuleSourceText.block(of: rule).map(JSONValue.string) ?? .null)
+            )
+        }
+        router.get("/") { request, _ -> Response in
+            let explained = request.uri.queryParameters.get("rule").flatMap { engine.ruleSet.rule(withID: $0) }.map {
+                ruleJSON($0).setting("yaml", to: RuleSourceText.block(of: $0).map(JSONValue.string) ?? .null)
+            }
+            return Response(
                 status: .ok,
                 headers: [.contentType: "text/html; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: LivePage.html(initial: engine.liveSnapshot())))
+                body: .init(
+                    byteBuffer: ByteBuffer(
+                        string: LivePage.html(initial: engine.liveSnapshot(), explained: explained ?? .null)
+                    )
+                )
             )
         }
         router.get("/events") { _, _ -> Response in

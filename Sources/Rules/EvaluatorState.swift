@@ -479,6 +479,17 @@ public struct InstanceReport: Sendable, Hashable {
     public var window: WindowReport?
     /// A combined rule's leaves or a group's members: value, truth, why unknown (empty for a single condition).
     public var conditions: [ConditionReport] = []
+    /// What holds it in its state against its condition (`min_on`, `min_off`, `cooldown`, `max_transitions`,
+    /// `keep_firing_for`, `flapping`) and until when.
+    public var held: (by: String, until: Int64?)?
+
+    public static func == (lhs: InstanceReport, rhs: InstanceReport) -> Bool {
+        lhs.json == rhs.json
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(json)
+    }
 
     /// As a JSON object, keys in a stable order; `conditions` (or a group's `members`) only when it has them.
     public var json: JSONValue {
@@ -498,6 +509,9 @@ public struct InstanceReport: Sendable, Hashable {
             ("limited", .bool(limited)),
         ])
         if let flapPercent { object = object.setting("flap_percent", to: .number(flapPercent)) }
+        if let held {
+            object = object.setting("held_by", to: .string(held.by)).setting("held_until", to: number(held.until))
+        }
         if let window { object = object.setting("window", to: window.json) }
         if let first = conditions.first {
             object = object.setting(first.isMember ? "members" : "conditions", to: .array(conditions.map(\.json)))
@@ -507,7 +521,6 @@ public struct InstanceReport: Sendable, Hashable {
 }
 
 extension Evaluator {
-    /// Every instance (of one rule, when `ruleID` is given), in rule order, then by labels.
     /// How many instances each rule has and how many of them are firing, by rule id (rules without
     /// instances are absent).
     public func instanceCounts() -> [String: (all: Int, firing: Int)] {
@@ -519,6 +532,31 @@ extension Evaluator {
         return counts
     }
 
+    /// What keeps an instance in its state although its condition says otherwise, and until when: a transition
+    /// deferred by `min_on`, `min_off`, `cooldown` or `max_transitions`, a clear `keep_firing_for` waits for, or
+    /// flap detection.
+    func heldState(of instance: Instance, rule: Rule, slot: Int) -> (by: String, until: Int64?)? {
+        if let until = instance.deferredUntil {
+            let last = instance.lastTransitionAt ?? .min
+            if instance.limited { return ("max_transitions", until) }
+            if instance.phase.isFiring {
+                return (
+                    until == last + rule.minOnMilliseconds && rule.minOnMilliseconds > 0 ? "min_on" : "cooldown", until
+                )
+            }
+            return (
+                until == last + rule.minOffMilliseconds && rule.minOffMilliseconds > 0 ? "min_off" : "cooldown", until
+            )
+        }
+        let clock = clockStates[Int32(slot)]
+        if instance.phase.isFiring, rule.keepFiringForMilliseconds > 0, let since = clock?.notHoldingSince {
+            return ("keep_firing_for", since + rule.keepFiringForMilliseconds)
+        }
+        if clock?.isFlapping == true { return ("flapping", nil) }
+        return nil
+    }
+
+    /// Every instance (of one rule, when `ruleID` is given), in rule order, then by labels.
     public func instanceReports(ruleID: String? = nil) -> [InstanceReport] {
         var reports: [InstanceReport] = []
         for (slot, instance) in instances.enumerated() {
@@ -556,7 +594,8 @@ extension Evaluator {
                             state: instanceWindows[Int32(slot)],
                             at: now
                         ) : nil,
-                    conditions: conditionReports(ofInstance: slot, at: now)
+                    conditions: conditionReports(ofInstance: slot, at: now),
+                    held: heldState(of: instance, rule: rule, slot: slot)
                 )
             )
         }

@@ -316,6 +316,7 @@ final class EngineCore: Sendable {
             case .transition(let record):
                 metrics.transition(rule: record.ruleID, kind: record.transition.rawValue)
                 for observer in observers { observer.observe(record) }
+                liveFeed?.transition(record)
                 announce(
                     .object([
                         ("ts", .number(Double(record.timestamp))), ("rule", .string(record.ruleID)),

@@ -11,12 +11,16 @@ public final class LiveFeed: Sendable {
     public static let pointsPerSensor = 120
     public static let sampleIntervalMilliseconds: Int64 = 1_000
     static let commandsKept = 25
+    /// Phase changes kept per instance (the page draws the last two minutes of them).
+    static let phasesKept = 40
 
     struct Sensor {
         var times: [Int64] = []
         var values: [Double] = []
         var lastText: String?
         var lastSampleAt = Int64.min
+        /// The payload's `unit`, when it names one.
+        var unit: String?
     }
 
     struct Command {
@@ -31,6 +35,16 @@ public final class LiveFeed: Sendable {
         var sensors: [String: Sensor] = [:]
         var actuators: [String: (state: String, at: Int64)] = [:]
         var commands: [Command] = []
+        /// Per instance (`rule` + labels), its phase changes: time and `inactive`/`pending`/`firing`.
+        var phases: [String: [(time: Int64, phase: String)]] = [:]
+
+        mutating func record(_ phase: String, at time: Int64, for key: String) {
+            var list = phases[key] ?? []
+            guard list.last?.phase != phase else { return }
+            list.append((time, phase))
+            if list.count > LiveFeed.phasesKept { list.removeFirst(list.count - LiveFeed.phasesKept) }
+            phases[key] = list
+        }
     }
 
     private let state = Mutex(State())
@@ -53,9 +67,13 @@ public final class LiveFeed: Sendable {
         guard due else { return }
         var number: Double?
         var text: String?
+        var unit: String?
         switch JSONValue(parsing: payload) {
         case .number(let value)?: number = value
         case .object(let pairs)?:
+            if case .string(let name)? = pairs.first(where: { $0.key == "unit" })?.value {
+                unit = String(name.prefix(12))
+            }
             switch pairs.first(where: { $0.key == "value" })?.value {
             case .number(let value)?: number = value
             case .string(let value)?: text = value
@@ -68,6 +86,7 @@ public final class LiveFeed: Sendable {
         state.withLock { state in
             var sensor = state.sensors[topic] ?? Sensor()
             sensor.lastSampleAt = time
+            if let unit { sensor.unit = unit }
             if let number {
                 sensor.times.append(time)
                 sensor.values.append(number)
@@ -81,6 +100,16 @@ public final class LiveFeed: Sendable {
             }
             state.sensors[topic] = sensor
         }
+    }
+
+    /// A transition the engine made: where the page's state timelines come from.
+    func transition(_ record: TransitionRecord) {
+        let key = LiveFeed.key(record.ruleID, record.labels)
+        state.withLock { $0.record(record.transition == .fire ? "firing" : "inactive", at: record.timestamp, for: key) }
+    }
+
+    static func key(_ ruleID: String, _ labels: [Label]) -> String {
+        ([ruleID] + labels.map(\.description)).joined(separator: "|")
     }
 
     /// A command the engine decided (a `publish` action).
@@ -104,11 +133,29 @@ public final class LiveFeed: Sendable {
 
     /// Everything the page draws, as one JSON object; `brokerProblem` is why the engine is not connected
     /// (nil when it is).
-    func snapshot(instances: [InstanceReport], brokerProblem: String? = nil, now: Int64) -> JSONValue {
-        let state = self.state.withLock { $0 }
+    func snapshot(
+        instances: [InstanceReport],
+        ruleSet: RuleSet? = nil,
+        brokerProblem: String? = nil,
+        now: Int64
+    ) -> JSONValue {
+        // Pending is not a transition: it is read off the instances (from when it began), and so is its end.
+        let state = self.state.withLock { state in
+            for instance in instances {
+                let key = LiveFeed.key(instance.ruleID, instance.labels)
+                switch instance.state {
+                case .pending: state.record("pending", at: instance.since ?? now, for: key)
+                case .inactive where state.phases[key]?.last?.phase == "pending":
+                    state.record("inactive", at: now, for: key)
+                default: break
+                }
+            }
+            return state
+        }
         let sensors = state.sensors.sorted { $0.key < $1.key }.map { topic, sensor -> JSONValue in
             .object([
                 ("topic", .string(topic)),
+                ("unit", sensor.unit.map(JSONValue.string) ?? .null),
                 ("last", sensor.lastText.map(JSONValue.string) ?? sensor.values.last.map(JSONValue.number) ?? .null),
                 ("times", .array(sensor.times.map { .number(Double($0)) })),
                 ("values", .array(sensor.values.map(JSONValue.number))),
@@ -136,10 +183,70 @@ public final class LiveFeed: Sendable {
                 ])
             ),
             ("sensors", .array(sensors)),
-            ("instances", .array(instances.map(\.json))),
+            (
+                "instances",
+                .array(
+                    instances.map { instance in
+                        let key = LiveFeed.key(instance.ruleID, instance.labels)
+                        let phases = (state.phases[key] ?? []).map {
+                            JSONValue.array([.number(Double($0.time)), .string($0.phase)])
+                        }
+                        return instance.json.setting("key", to: .string(key))
+                            .setting("phases", to: .array(phases))
+                            .setting(
+                                "thresholds",
+                                to: .array(ruleSet.map { LiveFeed.thresholds(of: instance, in: $0) } ?? [])
+                            )
+                    }
+                )
+            ),
             ("actuators", .array(actuators)),
             ("commands", .array(commands)),
         ])
+    }
+
+    /// What the page draws on a sensor's chart for an instance: per concrete topic the instance reads, the
+    /// threshold, the clear level and the window, as in the rule.
+    static func thresholds(of instance: InstanceReport, in ruleSet: RuleSet) -> [JSONValue] {
+        guard let rule = ruleSet.rule(withID: instance.ruleID) else { return [] }
+        let readings: [(topic: String, leaf: Rule.Leaf)]
+        if instance.conditions.isEmpty {
+            guard let topic = concreteTopic(rule.leaves[0].topic, labels: instance.labels) else { return [] }
+            readings = [(topic, rule.leaves[0])]
+        } else {
+            readings = instance.conditions.map { condition in
+                (condition.topic, rule.leaves[condition.isMember ? 0 : min(condition.position, rule.leaves.count - 1)])
+            }
+        }
+        return readings.map { topic, leaf in
+            let condition: (String, JSONValue)
+            switch leaf.condition {
+            case .above(let value): condition = ("above", .number(value))
+            case .below(let value): condition = ("below", .number(value))
+            case .between(let low, let high): condition = ("between", .array([.number(low), .number(high)]))
+            case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
+            case .equals(let value): condition = ("equals", value)
+            }
+            return .object([
+                ("topic", .string(topic)), condition, ("clear", leaf.clear.map(JSONValue.number) ?? .null),
+                ("window", leaf.window.map { .string($0.description) } ?? .null),
+            ])
+        }
+    }
+
+    /// The topic a pattern reads for these captured values (nil with a `+` or `#` in it).
+    static func concreteTopic(_ pattern: TopicPattern, labels: [Label]) -> String? {
+        var parts: [String] = []
+        for level in pattern.levels {
+            switch level {
+            case .literal(let text): parts.append(text)
+            case .capture(let name):
+                guard let value = labels.first(where: { $0.name == name })?.value else { return nil }
+                parts.append(value)
+            case .anyLevel, .remainingLevels: return nil
+            }
+        }
+        return parts.joined(separator: "/")
     }
 
     static func stateText(_ payload: [UInt8]) -> String {

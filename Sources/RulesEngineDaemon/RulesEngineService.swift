@@ -449,6 +449,7 @@ extension RulesEngineService {
             client.isConnected ? nil : "not connected to the broker: \(client.lastConnectionProblem ?? "no answer yet")"
         return (configuration.liveFeed ?? LiveFeed()).snapshot(
             instances: core.instanceReports(ruleID: nil),
+            ruleSet: core.ruleSet,
             brokerProblem: brokerProblem,
             now: now
         )

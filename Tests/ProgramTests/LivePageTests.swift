@@ -65,13 +65,27 @@ struct LivePageTests {
         #expect(dom.contains("greenhouse-vent") && dom.contains(#"<span class="leaf"#))
         #expect(dom.contains(">humidity ") && dom.contains(">temperature ") && dom.contains(">window "))
         #expect(dom.contains("freezer-probes-warm") && dom.contains(">probe-a "))
-        #expect(dom.contains("actuators/rack-a1/cooling/state"))
+        #expect(dom.contains(#"data-topic="actuators/rack-a1/cooling/state""#))
         #expect(!dom.contains("connecting…"), "the first snapshot was not drawn")
+        // Charts with the rules' thresholds drawn, a state timeline per instance.
+        #expect(dom.contains(#"class="chart""#) && dom.contains(#"stroke-dasharray="6 4""#))
+        #expect(dom.contains(#"class="timeline""#))
 
-        let screenshot = try TestBroker.makeDirectory() + "/live-page.png"
-        _ = try await Self.browse(["--window-size=412,1300", "--screenshot=\(screenshot)", page.absoluteString])
-        let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
-        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "\(png.count) bytes")
+        // Nothing is cut, on a laptop or a phone; `/?rule=ID` opens that rule's explanation with its YAML.
+        let focused = page.absoluteString + "?rule=rack-cooling"
+        for size in ["1280,800", "390,844"] {
+            let shown = try await Self.browse(["--window-size=\(size)", "--dump-dom", focused]).output.joined(
+                separator: "\n"
+            )
+            let cut = shown.firstMatch(of: /data-cut="([^"]*)"/).map { String($0.output.1) }
+            #expect(cut == "", "cut at \(size): \(cut ?? "no check ran")")
+            #expect(shown.contains("rule rack-cooling — \(root)/rules/server-room.yaml:4"), "no explanation at \(size)")
+            #expect(shown.contains("avg: 1m"), "the rule's YAML is not shown at \(size)")
+            let screenshot = try TestBroker.makeDirectory() + "/live-page.png"
+            _ = try await Self.browse(["--window-size=\(size)", "--screenshot=\(screenshot)", focused])
+            let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
+            #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 10_000, "\(png.count) bytes")
+        }
 
         // The page keeps itself current through server-sent events.
         let events = try ChildProcess(

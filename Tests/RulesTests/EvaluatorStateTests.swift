@@ -131,3 +131,61 @@ struct EvaluatorMemoryTests {
         #expect(MemoryLayout<Evaluator.Instance>.stride <= 112)
     }
 }
+
+extension EvaluatorStateTests {
+    struct HeldCase: Sendable, CustomTestStringConvertible {
+        var name: String
+        var keys: String
+        var readings: [(Int64, String)]
+        var heldBy: String?
+        var heldUntil: Int64?
+        var testDescription: String { name }
+    }
+
+    /// An instance that stays in its state against its condition says what holds it and until when.
+    @Test(arguments: [
+        HeldCase(
+            name: "min_on",
+            keys: "above: 30\nclear: 28\nmin_on: 15s",
+            readings: [(0, "31"), (1000, "20")],
+            heldBy: "min_on",
+            heldUntil: 15000
+        ),
+        HeldCase(
+            name: "cooldown",
+            keys: "above: 30\ncooldown: 10s",
+            readings: [(0, "31"), (2000, "20")],
+            heldBy: "cooldown",
+            heldUntil: 10000
+        ),
+        HeldCase(
+            name: "min_off",
+            keys: "above: 30\nmin_off: 1m",
+            readings: [(0, "31"), (1000, "20"), (2000, "35")],
+            heldBy: "min_off",
+            heldUntil: 61000
+        ),
+        HeldCase(
+            name: "keep_firing_for",
+            keys: "above: 30\nkeep_firing_for: 1m",
+            readings: [(0, "31"), (5000, "20")],
+            heldBy: "keep_firing_for",
+            heldUntil: 65000
+        ),
+        HeldCase(
+            name: "nothing holds it",
+            keys: "above: 30\nmin_on: 15s",
+            readings: [(0, "31"), (1000, "32")],
+            heldBy: nil,
+            heldUntil: nil
+        ),
+    ])
+    func anInstanceSaysWhatHoldsIt(_ held: HeldCase) throws {
+        var evaluator = Evaluator(ruleSet: try loadRules(ruleFile(held.keys)))
+        for (time, value) in held.readings { _ = process(&evaluator, value, at: time) }
+        let report = try #require(evaluator.instanceReports().first)
+        #expect(report.held?.by == held.heldBy)
+        #expect(report.held?.until == held.heldUntil)
+        if let by = held.heldBy { #expect(report.json["held_by"] == .string(by)) }
+    }
+}
