@@ -192,7 +192,7 @@ let package = Package(
         .executableTarget(
             name: "pipeline-monitor",
             dependencies: [
-                "CommandLineOptions", "MQTT", "PipelineMonitor", "ServiceSupport",
+                "CommandLineOptions", "FileFormats", "MQTT", "PipelineMonitor", "ServiceSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -251,7 +251,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PipelineMonitorTests",
-            dependencies: ["MQTT", "PipelineMonitor"]
+            dependencies: ["FileFormats", "MQTT", "PipelineMonitor"]
         ),
         // The real programs against real brokers, as users and scripts run them.
         .testTarget(

@@ -7,11 +7,45 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install-dependencies.sh
-echo "== building (release): rules-engine, sensor-sim, pipeline-monitor"
-swift build -c release --product rules-engine 2>&1 | grep -E "error:" || true
-swift build -c release --product sensor-sim 2>&1 | grep -E "error:" || true
-swift build -c release --product pipeline-monitor 2>&1 | grep -E "error:" || true
 bin=$(swift build -c release --show-bin-path)
+products=(rules-engine sensor-sim pipeline-monitor)
+
+# Builds one product, showing SwiftPM's progress on one line; stops the demo on a build error.
+build() {
+    local log
+    log=$(mktemp)
+    swift build -c release --product "$1" 2>&1 | tee "$log" | while IFS= read -r line; do
+        case "$line" in "["*"]"*) printf '\r  %-100.100s' "$line" ;; esac
+    done || true
+    printf '\r%104s\r' ''
+    if grep -qE "error:" "$log"; then
+        grep -E "error:" "$log" >&2
+        rm -f "$log"
+        echo "the build failed (above)" >&2
+        exit 1
+    fi
+    rm -f "$log"
+}
+
+# Up to date when every binary exists and nothing under Sources/ (or Package.swift) is newer than the oldest.
+up_to_date() {
+    local product oldest=""
+    for product in "${products[@]}"; do
+        [ -x "$bin/$product" ] || return 1
+        if [ -z "$oldest" ] || [ "$bin/$product" -ot "$oldest" ]; then oldest="$bin/$product"; fi
+    done
+    [ -z "$(find Sources Package.swift -newer "$oldest" -print -quit)" ]
+}
+
+if up_to_date; then
+    echo "== built already (release): ${products[*]}"
+else
+    echo "== building (release): ${products[*]} — the first build takes a few minutes"
+    for product in "${products[@]}"; do
+        echo "  $product"
+        build "$product"
+    done
+fi
 speed=${DEMO_SPEED:-10}
 seconds=${DEMO_SECONDS:-}
 [ -t 1 ] || seconds=${seconds:-30}
@@ -51,7 +85,7 @@ note="live page: http://127.0.0.1:$http_port/ — metrics: /metrics — explain:
 pids+=($!)
 printf '\033[2J'
 if [ -n "$seconds" ]; then
-    timeout "$seconds" "$bin/pipeline-monitor" --broker "$broker" --refresh 1000 --note "$note" || true
+    timeout "$seconds" "$bin/pipeline-monitor" --broker "$broker" --engine "127.0.0.1:$http_port" --refresh 1000 --note "$note" || true
 else
-    "$bin/pipeline-monitor" --broker "$broker" --note "$note"
+    "$bin/pipeline-monitor" --broker "$broker" --engine "127.0.0.1:$http_port" --note "$note"
 fi

@@ -19,6 +19,9 @@ public struct PipelineMonitor: Sendable {
 
     private var sensors: [String: SensorLine] = [:]
     private var instances: [String: InstanceLine] = [:]
+    /// Every instance as the engine's `/api/instances` lists it (`--engine`): pending ones and rules that only
+    /// log included, with the current value and what holds them. Replaces what transitions tell.
+    private var engineInstances: [String]?
     private var actuators: [String: String] = [:]
     private var commands: [String] = []
     private var readings = 0
@@ -63,6 +66,36 @@ public struct PipelineMonitor: Sendable {
         }
     }
 
+    /// The engine's `/api/instances` answer (a JSON array), rendered as one line per instance.
+    public mutating func receiveInstances(_ reports: JSONValue, at time: Int64) {
+        guard case .array(let items) = reports else { return }
+        let order = ["firing": 0, "pending": 1, "inactive": 2]
+        engineInstances = items.sorted {
+            (order[Self.text($0["state"] ?? .null)] ?? 3, Self.text($0["rule"] ?? .null))
+                < (order[Self.text($1["state"] ?? .null)] ?? 3, Self.text($1["rule"] ?? .null))
+        }.map { item in
+            var labels = ""
+            if case .object(let pairs)? = item["labels"] {
+                labels = pairs.map { "\($0.key)=\(Self.text($0.value))" }.joined(separator: ",")
+            }
+            let state = Self.text(item["state"] ?? .null)
+            var value = item["last_value"].map(Self.text) ?? "–"
+            if case .object? = item["window"], let windowValue = item["window"]?["value"] {
+                value = Self.text(item["window"]?["window"] ?? .null) + " = " + Self.text(windowValue)
+            }
+            var why = item["last_reason"].map(Self.text) ?? ""
+            if case .string(let held)? = item["held_by"] {
+                let until = item["held_until"].flatMap { if case .number(let ms) = $0 { Int64(ms) } else { nil } }
+                why =
+                    "held by \(held)" + (until.map { " until \(Self.clock($0))" } ?? "")
+                    + (why.isEmpty ? "" : "; last: \(why)")
+            }
+            let shown = ["firing": "FIRING  ", "pending": "pending ", "inactive": "ok      "][state] ?? state.padded(8)
+            return "  " + "\(Self.text(item["rule"] ?? .null)) \(labels)".padded(36) + shown + "  "
+                + value.padded(14) + "  " + why
+        }
+    }
+
     /// The screen, as lines.
     public func render(broker: String, note: String? = nil) -> [String] {
         var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C stops everything"]
@@ -72,9 +105,14 @@ public struct PipelineMonitor: Sendable {
         for (key, line) in sensors.sorted(by: { $0.key < $1.key }) {
             lines.append("  " + key.padded(36) + line.value.padded(10, left: true) + " " + line.unit)
         }
-        lines += ["", "RULE INSTANCES (after their first transition)"]
-        for (key, line) in instances.sorted(by: { $0.key < $1.key }) {
-            lines.append("  " + key.padded(36) + (line.firing ? "FIRING  " : "inactive") + "  " + line.reason)
+        if let engineInstances {
+            lines += ["", "RULE INSTANCES (from the engine: state, current value, why)"]
+            lines += engineInstances
+        } else {
+            lines += ["", "RULE INSTANCES (after their first transition; --engine HOST:PORT shows them all)"]
+            for (key, line) in instances.sorted(by: { $0.key < $1.key }) {
+                lines.append("  " + key.padded(36) + (line.firing ? "FIRING  " : "inactive") + "  " + line.reason)
+            }
         }
         lines += ["", "ACTUATORS"]
         for (key, state) in actuators.sorted(by: { $0.key < $1.key }) {

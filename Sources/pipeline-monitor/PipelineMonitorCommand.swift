@@ -1,10 +1,15 @@
 import ArgumentParser
 import CommandLineOptions
+import FileFormats
 import Foundation
 import MQTT
 import PipelineMonitor
 import ServiceSupport
 import Synchronization
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 
 /// A live terminal view of a pipeline: sensors, rule instances, actuators and the last commands,
 /// refreshed in place until Ctrl-C.
@@ -18,6 +23,8 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
 
     @Option(help: "Redraw every this many milliseconds.") var refresh: Int = 500
     @Option(help: "A line shown under the title (the demo puts the live page's address there).") var note: String?
+    @Option(help: "A running engine's --http address: list every rule instance from it (pending ones too).")
+    var engine: String?
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -29,6 +36,23 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
             group.addTask {
                 for await message in client.messages {
                     monitor.state.withLock { $0.receive(message, at: WallClock.nowMilliseconds()) }
+                }
+            }
+            if let engine {
+                let base = engine.hasPrefix("http") ? engine : "http://" + engine
+                guard let url = URL(string: base + "/api/instances") else {
+                    throw ValidationError("--engine '\(engine)' is not HOST:PORT")
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        // An engine that does not answer leaves the last list on screen; the next poll tries again.
+                        if let (data, _) = try? await URLSession.shared.data(from: url),
+                            let reports = JSONValue(parsing: Array(data))
+                        {
+                            monitor.state.withLock { $0.receiveInstances(reports, at: WallClock.nowMilliseconds()) }
+                        }
+                        try await Task.sleep(for: .seconds(1))
+                    }
                 }
             }
             try await client.waitUntilConnected()

@@ -1,3 +1,4 @@
+import FileFormats
 import MQTT
 import PipelineMonitor
 import Testing
@@ -25,5 +26,34 @@ struct PipelineMonitorTests {
         #expect(screen.contains("rack-cooling rack=rack-1") && screen.contains("FIRING"))
         #expect(screen.contains("01:00:00  actuators/rack-1/cooling/set on  hot"))
         #expect(screen.contains("rack-1/cooling") && screen.contains("2 readings seen"))
+    }
+}
+
+extension PipelineMonitorTests {
+    /// With `--engine`, every instance the engine lists is shown: pending ones and those that never fired too,
+    /// firing first, with the current value and what holds an instance.
+    @Test func listsEveryInstanceFromTheEngine() throws {
+        var monitor = PipelineMonitor()
+        let reports = try #require(
+            JSONValue(
+                parsing: Array(
+                    #"""
+                    [{"rule":"log-only","labels":{"room":"a"},"state":"inactive","last_value":20,"last_reason":null},
+                     {"rule":"cooling","labels":{"rack":"r1"},"state":"firing","last_value":22,"last_reason":"value 31 above 30",
+                      "held_by":"min_on","held_until":3615000},
+                     {"rule":"door","labels":{"freezer":"f1"},"state":"pending","last_value":"open","last_reason":null}]
+                    """#.utf8
+                )
+            )
+        )
+        monitor.receiveInstances(reports, at: 3_600_000)
+        let screen = monitor.render(broker: "mqtt://b")
+        let rows = screen.filter { $0.hasPrefix("  cooling") || $0.hasPrefix("  door") || $0.hasPrefix("  log-only") }
+        #expect(rows.count == 3)
+        #expect(rows.first?.contains("FIRING") == true)
+        #expect(rows.first?.contains("22") == true)
+        #expect(rows.first?.contains("held by min_on until 01:00:15; last: value 31 above 30") == true, "\(rows)")
+        #expect(rows.dropFirst().first?.contains("pending") == true)
+        #expect(rows.last?.hasPrefix("  log-only room=a") == true && rows.last?.contains("ok") == true)
     }
 }
