@@ -83,7 +83,7 @@ public struct PipelineMonitor: Sendable {
             if case .object? = item["window"], let windowValue = item["window"]?["value"] {
                 value = Self.text(item["window"]?["window"] ?? .null) + " = " + Self.text(windowValue)
             }
-            var why = item["last_reason"].map(Self.text) ?? ""
+            var why = item["last_reason"].flatMap { $0 == .null ? nil : Self.tidy(Self.text($0)) } ?? ""
             if case .string(let held)? = item["held_by"] {
                 let until = item["held_until"].flatMap { if case .number(let ms) = $0 { Int64(ms) } else { nil } }
                 why =
@@ -121,6 +121,13 @@ public struct PipelineMonitor: Sendable {
         lines += ["", "LAST COMMANDS"]
         lines += commands.reversed().map { "  " + $0 }
         return lines
+    }
+
+    /// A reason with its full-precision numbers (an average's 30.711818181818174) to two decimals.
+    static func tidy(_ reason: String) -> String {
+        reason.replacing(/-?\d+\.\d{3,}/) { match in
+            JSONValue.format(((Double(match.output) ?? 0) * 100).rounded() / 100)
+        }
     }
 
     static func text(_ value: JSONValue) -> String {

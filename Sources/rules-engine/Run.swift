@@ -1,4 +1,3 @@
-import Alertmanager
 import ArgumentParser
 import CommandLineOptions
 import CoreMetrics
@@ -12,7 +11,6 @@ import Rules
 import RulesEngineDaemon
 import ServiceLifecycle
 import ServiceSupport
-import Webhooks
 
 #if canImport(Glibc)
 import Glibc
@@ -66,21 +64,8 @@ struct Run: AsyncParsableCommand {
             configuration.metrics = EngineMetrics(factory: metrics)
             configuration.liveFeed = LiveFeed()
         }
-        let webhooks: WebhookActionHandler
-        do {
-            webhooks = WebhookActionHandler(
-                settings: try webhookConfig.map(WebhookSettings.load) ?? .init(),
-                logger: logger
-            )
-        } catch let error as WebhookSettingsError {
-            FileHandleOutput.standardError.write(error.description + "\n")
-            throw ExitCode.failure
-        }
-        configuration.actionHandlers.append(webhooks)
-        let notifier = try alertmanager.isEmpty ? nil : makeNotifier(engineAddress: listen, metrics: metrics, logger)
-        if let notifier { configuration.transitionObservers.append(notifier) }
-        let homeAssistant = haDiscovery ? HomeAssistantRuleView(logger: logger) : nil
-        if let homeAssistant { configuration.transitionObservers.append(homeAssistant) }
+        let integrations = try Integrations(self, engineAddress: listen, metrics: metrics, logger: logger)
+        integrations.configure(&configuration)
         let readiness = Readiness(parts: listen == nil ? 1 : 2) {
             print("ready")
             fflush(nil)
@@ -93,15 +78,8 @@ struct Run: AsyncParsableCommand {
             throw ExitCode.failure
         }
         // Shut down in reverse order: the engine finishes its actions before the webhooks' HTTP client stops.
-        var services: [any Service] = [engine.client, webhooks, engine]
-        if let notifier {
-            notifier.follow(engine)
-            services.append(notifier)
-        }
-        if let homeAssistant {
-            homeAssistant.follow(engine)
-            services.append(homeAssistant)
-        }
+        var services: [any Service] = [engine.client, integrations.webhooks, engine]
+        services += integrations.services(following: engine)
         if let listen {
             services.append(
                 EngineHTTPServer.make(
@@ -126,24 +104,6 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Run {
-    func makeNotifier(
-        engineAddress: (host: String, port: Int)?,
-        metrics: any MetricsFactory,
-        _ logger: Logger
-    ) throws -> AlertmanagerNotifier {
-        for url in alertmanager where !(url.hasPrefix("http://") || url.hasPrefix("https://")) {
-            throw ValidationError("--alertmanager '\(url)' is not an http:// or https:// URL")
-        }
-        guard let resend = RuleDuration.milliseconds(alertmanagerResendInterval), resend > 0 else {
-            throw ValidationError("--alertmanager-resend-interval '\(alertmanagerResendInterval)' is not a duration")
-        }
-        var configuration = AlertmanagerNotifier.Configuration(endpoints: alertmanager)
-        configuration.resendInterval = .milliseconds(resend)
-        configuration.retryInterval = .milliseconds(min(resend, 5000))
-        configuration.engineURL = engineAddress.map { "http://\($0.host):\($0.port)" }
-        return AlertmanagerNotifier(configuration: configuration, logger: logger, metrics: metrics)
-    }
-
     static func hostAndPort(_ text: String) throws -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port), colon > text.startIndex
