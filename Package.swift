@@ -169,7 +169,7 @@ let package = Package(
         .executableTarget(
             name: "rules-engine",
             dependencies: [
-                "Alertmanager", "CommandLineOptions", "EngineHTTP", "FileFormats", "RuleTools", "Rules",
+                "Alertmanager", "CommandLineOptions", "EngineHTTP", "FileFormats", "InputFiles", "RuleTools", "Rules",
                 "RulesEngineDaemon", "ServiceSupport", "Simulation", "Webhooks",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -192,7 +192,8 @@ let package = Package(
         .executableTarget(
             name: "pipeline-monitor",
             dependencies: [
-                "CommandLineOptions", "FileFormats", "MQTT", "PipelineMonitor", "ServiceSupport",
+                "CommandLineOptions", "FileFormats", "InputFiles", "MQTT", "PipelineMonitor", "ServiceSupport",
+                "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -25,8 +25,12 @@ public struct PipelineMonitor: Sendable {
     private var actuators: [String: String] = [:]
     private var commands: [String] = []
     private var readings = 0
+    /// Units by topic from device files (`--devices`), for payloads that name none.
+    private let knownUnits: [String: String]
 
-    public init() {}
+    public init(units: [String: String] = [:]) {
+        knownUnits = units
+    }
 
     /// The filters to subscribe to.
     public static let filters = ["sensors/#", "actuators/#", "alerts/#", "pipeline/engine/+/transitions"]
@@ -40,7 +44,9 @@ public struct PipelineMonitor: Sendable {
             let key = levels.dropFirst().joined(separator: "/")
             var value = json?["value"] ?? json ?? .string(message.payloadString)
             if case .object(let pairs) = value, let first = pairs.first { value = first.value }
-            let unit = json?["unit"].map { if case .string(let text) = $0 { text } else { "" } } ?? ""
+            let unit =
+                json?["unit"].map { if case .string(let text) = $0 { text } else { "" } } ?? knownUnits[message.topic]
+                ?? ""
             sensors[key] = SensorLine(value: Self.text(value), unit: unit)
         case "actuators" where levels.last == "state":
             let key = levels.dropFirst().dropLast().joined(separator: "/")

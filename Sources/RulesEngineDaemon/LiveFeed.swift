@@ -48,8 +48,12 @@ public final class LiveFeed: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Units by topic from device files (`run --devices`), for payloads that name none.
+    let knownUnits: [String: String]
 
-    public init() {}
+    public init(units: [String: String] = [:]) {
+        knownUnits = units
+    }
 
     /// A message the engine received: an actuator's state report or a reading.
     func observe(topic: String, payload: [UInt8], isState: Bool, at time: Int64) {
@@ -155,7 +159,7 @@ public final class LiveFeed: Sendable {
         let sensors = state.sensors.sorted { $0.key < $1.key }.map { topic, sensor -> JSONValue in
             .object([
                 ("topic", .string(topic)),
-                ("unit", sensor.unit.map(JSONValue.string) ?? .null),
+                ("unit", (sensor.unit ?? knownUnits[topic]).map(JSONValue.string) ?? .null),
                 ("last", sensor.lastText.map(JSONValue.string) ?? sensor.values.last.map(JSONValue.number) ?? .null),
                 ("times", .array(sensor.times.map { .number(Double($0)) })),
                 ("values", .array(sensor.values.map(JSONValue.number))),

@@ -2,9 +2,11 @@ import ArgumentParser
 import CommandLineOptions
 import FileFormats
 import Foundation
+import InputFiles
 import MQTT
 import PipelineMonitor
 import ServiceSupport
+import Simulation
 import Synchronization
 
 #if canImport(FoundationNetworking)
@@ -25,12 +27,16 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
     @Option(help: "A line shown under the title (the demo puts the live page's address there).") var note: String?
     @Option(help: "A running engine's --http address: list every rule instance from it (pending ones too).")
     var engine: String?
+    @Option(help: "Device files or folders: their sensors' units are shown where a payload has none.")
+    var devices: [String] = []
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
         let configuration = try broker.configuration(defaultClientID: "pipeline-monitor-\(getpid())")
         let client = try MQTTClient(configuration: configuration)
-        let monitor = SharedMonitor()
+        let monitor = SharedMonitor(
+            PipelineMonitor(units: devices.isEmpty ? [:] : SensorUnits.byTopic(try DeviceFiles.load(devices)))
+        )
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.run() }
             group.addTask {
@@ -70,5 +76,6 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
 }
 
 final class SharedMonitor: Sendable {
-    let state = Mutex(PipelineMonitor())
+    let state: Mutex<PipelineMonitor>
+    init(_ monitor: PipelineMonitor) { state = Mutex(monitor) }
 }

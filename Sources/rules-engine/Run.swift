@@ -4,6 +4,7 @@ import CoreMetrics
 import EngineHTTP
 import FileFormats
 import Foundation
+import InputFiles
 import Logging
 import Prometheus
 import RuleTools
@@ -11,6 +12,7 @@ import Rules
 import RulesEngineDaemon
 import ServiceLifecycle
 import ServiceSupport
+import Simulation
 
 #if canImport(Glibc)
 import Glibc
@@ -38,6 +40,8 @@ struct Run: AsyncParsableCommand {
     var webhookConfig: String?
     @Flag(help: "Show every rule instance in Home Assistant (MQTT discovery, a binary_sensor of class problem).")
     var haDiscovery = false
+    @Option(help: "Device files or folders: the live page shows their sensors' units where a payload has none.")
+    var devices: [String] = []
     @OptionGroup var broker: BrokerOptions
 
     func run() async throws {
@@ -62,7 +66,9 @@ struct Run: AsyncParsableCommand {
             listen == nil ? NOOPMetricsHandler.instance : EngineHTTPServer.metricsFactory(registry: registry)
         if listen != nil {
             configuration.metrics = EngineMetrics(factory: metrics)
-            configuration.liveFeed = LiveFeed()
+            configuration.liveFeed = LiveFeed(
+                units: devices.isEmpty ? [:] : SensorUnits.byTopic(try DeviceFiles.load(devices))
+            )
         }
         let integrations = try Integrations(self, engineAddress: listen, metrics: metrics, logger: logger)
         integrations.configure(&configuration)

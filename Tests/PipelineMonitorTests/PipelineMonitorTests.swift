@@ -58,3 +58,12 @@ extension PipelineMonitorTests {
         #expect(!screen.joined().contains("null"))
     }
 }
+
+extension PipelineMonitorTests {
+    /// A payload that is only a number gets the unit its device file gives (`--devices`).
+    @Test func aBareNumberGetsItsUnitFromTheDeviceFiles() {
+        var monitor = PipelineMonitor(units: ["sensors/tank-1/level": "cm"])
+        monitor.receive(MQTTMessage(topic: "sensors/tank-1/level", payload: Array("42.5".utf8)), at: 0)
+        #expect(monitor.render(broker: "mqtt://b").contains { $0.contains("tank-1/level") && $0.hasSuffix("42.5 cm") })
+    }
+}
