@@ -24,16 +24,20 @@ struct AlertmanagerTests {
               - publish: {topic: "{prefix}/actuators/{freezer}/alarm/set", payload: {state: "off"}}
         """
 
-    /// The engine starts before Alertmanager (a post that fails is tried again); the alert carries the rule's
+    /// Two Alertmanagers (an HA pair) each get every alert. The engine starts before the first one (a post
+    /// that fails is tried again, and does not hold up the other); the alert carries the rule's
     /// labels and annotations; a restarted Alertmanager gets it again within the resend interval; a restarted
     /// engine (`--state-dir`) posts what fires at once; a clear resolves it.
     @Test func aFiringInstanceIsAnAlertUntilItClears() async throws {
         let harness = try await EngineHarness("alertmanager", rules: Self.rules)
         let port = try TestBroker.freePort()
         let httpPort = try TestBroker.freePort()
+        // The other member of an HA pair is up from the start; it gets every alert too.
+        let pairPort = try TestBroker.freePort()
+        let pair = try await TestAlertmanager(port: pairPort)
         let arguments = [
-            "--alertmanager", "http://127.0.0.1:\(port)", "--alertmanager-resend-interval", "1s",
-            "--http", "127.0.0.1:\(httpPort)",
+            "--alertmanager", "http://127.0.0.1:\(port)", "--alertmanager", "http://127.0.0.1:\(pairPort)",
+            "--alertmanager-resend-interval", "1s", "--http", "127.0.0.1:\(httpPort)",
         ]
         let first = try await harness.startEngine(stateDir: true, extraArguments: arguments)
         try await harness.reading("chest-1", "-4")
@@ -53,6 +57,7 @@ struct AlertmanagerTests {
             ]
         )
         #expect(alert.generatorURL == "http://127.0.0.1:\(httpPort)/?rule=freezer-hot")
+        #expect(try await pair.waitForAlert(named: "freezer-hot").labels == alert.labels)
         #expect(first.standardError.contains("Alertmanager takes alerts again"))
 
         // Alertmanager keeps no alerts across a restart: the engine's next re-post puts it back.
@@ -70,6 +75,8 @@ struct AlertmanagerTests {
         try await harness.reading("chest-1", "-20")
         #expect(try await harness.nextCommand() == "chest-1/alarm off")
         try await alertmanager.waitForNoAlert(named: "freezer-hot")
+        try await pair.waitForNoAlert(named: "freezer-hot")
+        await pair.stop()
         #expect(await harness.stop(second) == 0)
         await alertmanager.stop()
     }
