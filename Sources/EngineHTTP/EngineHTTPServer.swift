@@ -64,12 +64,12 @@ public enum EngineHTTPServer {
                 )
             }
             return json(
-                ruleJSON(rule).setting("yaml", to: RuleSourceText.block(of: rule).map(JSONValue.string) ?? .null)
+                explanation(of: rule)
             )
         }
         router.get("/") { request, _ -> Response in
             let explained = request.uri.queryParameters.get("rule").flatMap { engine.ruleSet.rule(withID: $0) }.map {
-                ruleJSON($0).setting("yaml", to: RuleSourceText.block(of: $0).map(JSONValue.string) ?? .null)
+                explanation(of: $0)
             }
             return Response(
                 status: .ok,
@@ -125,16 +125,14 @@ public enum EngineHTTPServer {
         )
     }
 
+    /// What `/api/explain` answers: the rule as `/api/rules` shows it, with its YAML as written in its file.
+    static func explanation(of rule: Rule) -> JSONValue {
+        ruleJSON(rule).setting("yaml", to: RuleSourceText.block(of: rule).map(JSONValue.string) ?? .null)
+    }
+
     static func ruleJSON(_ rule: Rule) -> JSONValue {
         func milliseconds(_ value: Int64?) -> JSONValue { value.map { .string(RuleDuration.format($0)) } ?? .null }
-        let condition: (String, JSONValue)
-        switch rule.condition {
-        case .above(let value): condition = ("above", .number(value))
-        case .below(let value): condition = ("below", .number(value))
-        case .between(let low, let high): condition = ("between", .array([.number(low), .number(high)]))
-        case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
-        case .equals(let value): condition = ("equals", value)
-        }
+        let condition = rule.condition.keyAndValue
         // What every rule has, whatever its condition: timing, schedule, flapping and its actions.
         let behaviour: [(String, JSONValue)] = [
             ("for", milliseconds(rule.forMilliseconds)),

@@ -96,7 +96,8 @@ extension Rule {
         Rule.hash(ofFingerprint: definitionFingerprint)
     }
 
-    static func hash(ofFingerprint fingerprint: String) -> String {
+    /// FNV-1a, 64 bits, as 16 hex digits.
+    public static func hash(ofFingerprint fingerprint: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in fingerprint.utf8 {
             hash ^= UInt64(byte)

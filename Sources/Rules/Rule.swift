@@ -351,3 +351,16 @@ public indirect enum PayloadTemplate: Hashable, Sendable {
         }
     }
 }
+
+extension Rule.Condition {
+    /// The condition as a rule file writes it: its key and its value (`above: 30`, `between: [18, 24]`).
+    public var keyAndValue: (key: String, value: JSONValue) {
+        switch self {
+        case .above(let value): ("above", .number(value))
+        case .below(let value): ("below", .number(value))
+        case .between(let low, let high): ("between", .array([.number(low), .number(high)]))
+        case .outside(let low, let high): ("outside", .array([.number(low), .number(high)]))
+        case .equals(let value): ("equals", value)
+        }
+    }
+}

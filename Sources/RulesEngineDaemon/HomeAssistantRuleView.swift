@@ -112,8 +112,9 @@ public final class HomeAssistantRuleView: Service, TransitionObserver {
         for instance in instances {
             guard let rule = ruleSet.rule(withID: instance.ruleID) else { continue }
             let key = ([instance.ruleID] + instance.labels.map(\.value)).joined(separator: " ")
-            let object =
-                objectID(key) + "_" + hashText(key + "|" + instance.labels.map(\.description).joined(separator: ","))
+            // Two keys that read the same once sanitised (`a.b`, `a_b`) still get their own ids.
+            let exact = key + "|" + instance.labels.map(\.description).joined(separator: ",")
+            let object = objectID(key) + "_" + Rule.hash(ofFingerprint: exact).prefix(8)
             let stateTopic = "pipeline/engine/\(engineID)/instances/\(object)"
             let config = JSONValue.object([
                 ("name", .string(key)),
@@ -150,16 +151,5 @@ public final class HomeAssistantRuleView: Service, TransitionObserver {
     /// Letters, digits, `_` and `-` only (Home Assistant's node and object ids).
     static func objectID(_ text: String) -> String {
         String(text.map { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") ? $0 : "_" })
-    }
-
-    /// FNV-1a, 32 bits, hex: two keys that read the same once sanitised still get their own ids.
-    static func hashText(_ text: String) -> String {
-        var hash: UInt32 = 0x811c_9dc5
-        for byte in text.utf8 {
-            hash ^= UInt32(byte)
-            hash = hash &* 0x0100_0193
-        }
-        let hex = String(hash, radix: 16)
-        return String(repeating: "0", count: 8 - hex.count) + hex
     }
 }

@@ -223,16 +223,9 @@ public final class LiveFeed: Sendable {
             }
         }
         return readings.map { topic, leaf in
-            let condition: (String, JSONValue)
-            switch leaf.condition {
-            case .above(let value): condition = ("above", .number(value))
-            case .below(let value): condition = ("below", .number(value))
-            case .between(let low, let high): condition = ("between", .array([.number(low), .number(high)]))
-            case .outside(let low, let high): condition = ("outside", .array([.number(low), .number(high)]))
-            case .equals(let value): condition = ("equals", value)
-            }
-            return .object([
-                ("topic", .string(topic)), condition, ("clear", leaf.clear.map(JSONValue.number) ?? .null),
+            .object([
+                ("topic", .string(topic)), leaf.condition.keyAndValue,
+                ("clear", leaf.clear.map(JSONValue.number) ?? .null),
                 ("window", leaf.window.map { .string($0.description) } ?? .null),
             ])
         }
