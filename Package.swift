@@ -161,6 +161,16 @@ let package = Package(
             name: "RuleTools",
             dependencies: ["FileFormats", "InputFiles", "Rules"]
         ),
+        // Reads a running engine's HTTP API (`rules-engine explain`, `pipeline-monitor --engine`).
+        .target(
+            name: "EngineAPIClient",
+            dependencies: [
+                "FileFormats",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         // Options and output that every program's command line shares (`--broker`, TLS, stderr, `ready`).
         .target(
             name: "CommandLineOptions",
@@ -169,8 +179,8 @@ let package = Package(
         .executableTarget(
             name: "rules-engine",
             dependencies: [
-                "Alertmanager", "CommandLineOptions", "EngineHTTP", "FileFormats", "InputFiles", "RuleTools", "Rules",
-                "RulesEngineDaemon", "ServiceSupport", "Simulation", "Webhooks",
+                "Alertmanager", "CommandLineOptions", "EngineAPIClient", "EngineHTTP", "FileFormats", "InputFiles",
+                "RuleTools", "Rules", "RulesEngineDaemon", "ServiceSupport", "Simulation", "Webhooks",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -192,8 +202,8 @@ let package = Package(
         .executableTarget(
             name: "pipeline-monitor",
             dependencies: [
-                "CommandLineOptions", "FileFormats", "InputFiles", "MQTT", "PipelineMonitor", "ServiceSupport",
-                "Simulation",
+                "CommandLineOptions", "EngineAPIClient", "FileFormats", "InputFiles", "MQTT", "PipelineMonitor",
+                "ServiceSupport", "Simulation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

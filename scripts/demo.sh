@@ -77,7 +77,7 @@ done
 broker="mqtt://127.0.0.1:$port"
 
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$bin/rules-engine" run --rules rules --devices Devices --broker "$broker" --client-id demo-engine --http "127.0.0.1:$http_port" \
+"$bin/rules-engine" run --rules rules --devices Devices --broker "$broker" --client-id demo-engine --http "127.0.0.1:$http_port" --announce-transitions \
     2>"$work/engine.log" >"$work/engine.out" &
 pids+=($!)
 note="live page: http://127.0.0.1:$http_port/ — metrics: /metrics — explain: rules-engine explain rack-cooling --engine 127.0.0.1:$http_port"

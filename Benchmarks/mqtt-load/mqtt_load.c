@@ -12,10 +12,23 @@
 //       engine: every 5th reading toggles its sensor across rule hot-0 (25.5 fires, 22 clears,
 //       24 holds) and the time to the command on PREFIX/actuators/dev-N/cooling-0/set is taken.
 //
+//   mqtt-load storm PORT QOS RATE SECONDS TOPICS PREFIX transitions|steady
+//       Publishes at RATE readings/s for SECONDS over TOPICS sensors. transitions: each sensor's readings
+//       go 25.5, 22, 24, 25.5, ... (rule hot-0 fires, clears, holds: 2 of 3 readings flip an instance and
+//       send a command); steady: every reading is 24 (no transition). Counts the commands arriving on
+//       PREFIX/actuators/+/+/set (QoS 1) until every expected one came or none came for 10 s, and reports
+//       when the last one arrived after the last reading was published (`drain_seconds`).
+//
+//   mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX
+//       The floor under a command: a threaded libmosquitto client (as the engine's) publishes at RATE/s for
+//       SECONDS to PREFIX/actuators/dev-N/x/set and waits for every acknowledgement; reports its own CPU
+//       per message (getrusage), nothing else running in the process.
+//
 // Prints one JSON object on stdout. Every client sets TCP_NODELAY.
 #include <mosquitto.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -260,6 +273,104 @@ static int latency(int port, int qos, double rate, double seconds, long topics, 
     return count > 0 ? 0 : 3;
 }
 
+static int storm(int port, int qos, double rate, double seconds, long topics, const char *prefix, int flipping) {
+    struct mosquitto *sub = connect_client("sub", port, 1);
+    char filter[256];
+    snprintf(filter, sizeof filter, "%s/actuators/+/+/set", prefix);
+    subscribe_and_wait(sub, filter, 1);
+    struct mosquitto *pub = connect_client("pub", port, 0);
+    char topic[256], payload[256];
+    long total = (long)(rate * seconds);
+    long expected = 0;
+    int64_t start = now_ns();
+    for (long i = 0; i < total; i++) {
+        int64_t due = start + (int64_t)((double)i * 1e9 / rate);
+        struct timespec wake = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) != 0) {
+        }
+        long sensor = i % topics;
+        long round = i / topics;
+        double value = 24.0;
+        if (flipping) {
+            static const double cycle[3] = {25.5, 22.0, 24.0};
+            value = cycle[round % 3];
+            if (round % 3 != 2) expected++;
+        }
+        snprintf(topic, sizeof topic, "%s/sensors/dev-%ld/temperature", prefix, sensor);
+        reading(payload, sizeof payload, sensor, round + 1, value);
+        publish(pub, topic, payload, qos);
+        mosquitto_loop(pub, 0, 1);
+    }
+    int64_t published = now_ns();
+    double achieved = (double)total / ((double)(published - start) / 1e9);
+    int64_t idle_since = now_ns();
+    long seen = atomic_load(&received);
+    while (atomic_load(&received) < expected) {
+        mosquitto_loop(pub, 1, 1);
+        long now_received = atomic_load(&received);
+        if (now_received != seen) {
+            seen = now_received;
+            idle_since = now_ns();
+        } else if (now_ns() - idle_since > 10000000000LL) {
+            break;
+        }
+    }
+    for (int i = 0; i < 10; i++) mosquitto_loop(pub, 10, 1);
+    int64_t last = atomic_load(&last_received_ns);
+    double drain = expected > 0 && last > published ? (double)(last - published) / 1e9 : 0.0;
+    printf("{\"sent\":%ld,\"rate\":%.0f,\"expected\":%ld,\"received\":%ld,\"publish_seconds\":%.6f,"
+           "\"drain_seconds\":%.6f}\n",
+           total, achieved, expected, atomic_load(&received), (double)(published - start) / 1e9, drain);
+    fflush(stdout);
+    mosquitto_disconnect(pub);
+    mosquitto_disconnect(sub);
+    mosquitto_loop_stop(sub, false);
+    return atomic_load(&received) >= expected ? 0 : 3;
+}
+
+static atomic_long acknowledged;
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
+    (void)mosq;
+    (void)obj;
+    (void)mid;
+    atomic_fetch_add(&acknowledged, 1);
+}
+
+static double cpu_seconds(void) {
+    struct rusage usage;
+    getrusage(RUSAGE_SELF, &usage);
+    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 + (double)usage.ru_stime.tv_sec +
+           (double)usage.ru_stime.tv_usec / 1e6;
+}
+
+static int publish_cost(int port, int qos, double rate, double seconds, const char *prefix) {
+    struct mosquitto *pub = connect_client("cost", port, 1);
+    mosquitto_publish_callback_set(pub, on_publish);
+    char topic[256];
+    const char *payload = "{\"state\":\"on\",\"rule\":\"hot-0\",\"reason\":\"value 25.5 above 25\",\"value\":25.5,"
+                          "\"ts\":1796466339372}";
+    long total = (long)(rate * seconds);
+    double before = cpu_seconds();
+    int64_t start = now_ns();
+    for (long i = 0; i < total; i++) {
+        int64_t due = start + (int64_t)((double)i * 1e9 / rate);
+        struct timespec wake = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) != 0) {
+        }
+        snprintf(topic, sizeof topic, "%s/actuators/dev-%ld/x/set", prefix, i % 1000);
+        publish(pub, topic, payload, qos);
+    }
+    while (qos > 0 && atomic_load(&acknowledged) < total && now_ns() - start < (int64_t)(seconds * 4e9)) usleep(1000);
+    double cpu = cpu_seconds() - before;
+    printf("{\"sent\":%ld,\"acknowledged\":%ld,\"cpu_seconds\":%.6f,\"cpu_us_per_message\":%.3f}\n", total,
+           atomic_load(&acknowledged), cpu, cpu * 1e6 / (double)total);
+    fflush(stdout);
+    mosquitto_disconnect(pub);
+    mosquitto_loop_stop(pub, false);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     mosquitto_lib_init();
     prctl(PR_SET_TIMERSLACK, 1UL);  // wake on time when pacing
@@ -272,8 +383,18 @@ int main(int argc, char **argv) {
         return latency(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), atol(argv[6]), argv[7],
                        strcmp(argv[8], "engine") == 0);
     }
+    if (argc == 7 && strcmp(argv[1], "publish-cost") == 0) {
+        return publish_cost(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), argv[6]);
+    }
+    if (argc == 9 && strcmp(argv[1], "storm") == 0) {
+        prefix_length = strlen(argv[7]);
+        return storm(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), atol(argv[6]), argv[7],
+                     strcmp(argv[8], "transitions") == 0);
+    }
     fprintf(stderr,
             "usage: mqtt-load throughput PORT QOS COUNT TOPICS PREFIX WAIT_FILTER WAIT_COUNT\n"
-            "       mqtt-load latency PORT QOS RATE SECONDS TOPICS PREFIX broker|engine\n");
+            "       mqtt-load latency PORT QOS RATE SECONDS TOPICS PREFIX broker|engine\n"
+            "       mqtt-load storm PORT QOS RATE SECONDS TOPICS PREFIX transitions|steady\n"
+            "       mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX\n");
     return 2;
 }

@@ -386,6 +386,112 @@ if !want(7) {
     }
 }
 
+// 8. Decisions: the CPU a transition costs (a command at QoS 1, its log line, its announcement, its desired
+// state), from /proc/PID/stat, on the same paced stream with and without transitions, ours beside the peer;
+// then a storm (30,000 readings/s over 10,000 sensors, 2 of 3 readings flip an instance): how long after the
+// last reading the last command arrives, and the engine's peak memory.
+/// CPU seconds an engine spent on one paced stream, and what mqtt-load saw.
+@MainActor func stormCPU(
+    _ engine: EngineUnderTest,
+    rate: Double,
+    seconds: Double,
+    sensors: Int,
+    transitions: Bool
+) async throws -> (cpu: Double, load: [String: Double], peakMB: Double) {
+    let process = try await engine.start()
+    let before = cpuSeconds(process.pid)
+    let load = try await runLoad([
+        "storm", "\(engine.broker.port)", "0", "\(Int(rate))", "\(seconds)", "\(sensors)", engine.prefix,
+        transitions ? "transitions" : "steady",
+    ])
+    let cpu = cpuSeconds(process.pid) - before
+    let peak = peakResidentMegabytes(process.pid)
+    _ = await EngineUnderTest.stop(process)
+    return (cpu, load, peak)
+}
+
+if want(8) {
+    let (python, problem) = skipPeer ? (nil, "--skip-peer") : await peerPython()
+    let rate = smoke ? 2_000.0 : 10_000.0
+    let duration = smoke ? 0.5 : 3.0
+    var perTransition: [String: Double] = [:]
+    var perReading: [String: Double] = [:]
+    for kind in [EngineUnderTest.Kind.ours] + (python.map { [.peer(python: $0)] } ?? []) {
+        var steadyRuns: [Double] = []
+        var flipRuns: [Double] = []
+        var transitions = 0.0
+        var readings = 0.0
+        for _ in 0..<runs {
+            let engine = EngineUnderTest(kind: kind, broker: broker, prefix: prefix(), ruleCount: 1_000)
+            let steady = try await stormCPU(engine, rate: rate, seconds: duration, sensors: 1_000, transitions: false)
+            let flipping = try await stormCPU(
+                EngineUnderTest(kind: kind, broker: broker, prefix: prefix(), ruleCount: 1_000),
+                rate: rate,
+                seconds: duration,
+                sensors: 1_000,
+                transitions: true
+            )
+            readings = flipping.load["sent"] ?? 1
+            transitions = flipping.load["expected"] ?? 1
+            if (flipping.load["received"] ?? 0) < transitions {
+                say(
+                    "  8  \(engine.name): \(Int(flipping.load["received"] ?? 0)) of \(Int(transitions)) commands arrived"
+                )
+            }
+            steadyRuns.append(steady.cpu / max(steady.load["sent"] ?? 1, 1))
+            flipRuns.append(flipping.cpu)
+        }
+        let name = EngineUnderTest(kind: kind, broker: broker, prefix: "", ruleCount: 0).name
+        let steadyPerReading = median(steadyRuns)
+        let flipCPU = median(flipRuns)
+        perReading[name] = flipCPU / max(readings, 1)
+        perTransition[name] = max(0, flipCPU - steadyPerReading * readings) / max(transitions, 1)
+        report.add(
+            8,
+            "\(name): CPU, \(Int(readings)) readings, \(Int(transitions)) commands",
+            flipCPU,
+            "s",
+            "1,000 sensors at \(Int(rate))/s; with no transitions \(String(format: "%.1f", steadyPerReading * 1e6)) µs/reading"
+        )
+        report.add(
+            8,
+            "  \(name): CPU per transition",
+            (perTransition[name] ?? 0) * 1e6,
+            "µs",
+            "its command (QoS 1), log line, announcement, desired state"
+                + (name == "rules-engine" ? "; target ≤ 8 µs" : "")
+        )
+    }
+    if let ours = perReading["rules-engine"], let peer = perReading["python peer"] {
+        report.add(8, "rules-engine / python peer CPU, transition stream", ours / peer, "ratio", "target ≤ 0.25")
+    } else {
+        say("  8  python peer skipped: \(problem ?? "no python")")
+    }
+    // The storm.
+    let stormRate = smoke ? 2_000.0 : 30_000.0
+    let stormSeconds = smoke ? 0.5 : 5.0
+    var drains: [Double] = []
+    var peaks: [Double] = []
+    var delivered = ""
+    for _ in 0..<runs {
+        let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)
+        let storm = try await stormCPU(
+            engine,
+            rate: stormRate,
+            seconds: stormSeconds,
+            sensors: smoke ? 1_000 : 10_000,
+            transitions: true
+        )
+        drains.append(storm.load["drain_seconds"] ?? 0)
+        peaks.append(storm.peakMB)
+        delivered =
+            "\(Int(storm.load["received"] ?? 0)) of \(Int(storm.load["expected"] ?? 0)) commands, "
+            + "\(Int(storm.load["rate"] ?? 0)) readings/s achieved"
+    }
+    report.add(8, "storm: last command after the last reading", median(drains), "s", "target ≤ 2 s; \(delivered)")
+    report.add(8, "storm: engine peak RSS", median(peaks), "MB", "the Python peer: 23 MB in the issue's run")
+}
+
 broker.stop()
 let elapsed = seconds(ContinuousClock.now - started)
 say(String(format: "done in %.0f s", elapsed))

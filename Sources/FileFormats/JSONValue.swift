@@ -115,7 +115,8 @@ public enum JSONValue: Hashable, Sendable {
         }
     }
 
-    func write(to output: inout String) {
+    /// Appends the compact JSON text (as `jsonText`) to `output`.
+    public func write(to output: inout String) {
         switch self {
         case .null: output += "null"
         case .bool(let value): output += value ? "true" : "false"
@@ -147,7 +148,8 @@ public enum JSONValue: Hashable, Sendable {
         return "\(value)"
     }
 
-    static func writeEscaped(_ string: String, to output: inout String) {
+    /// Appends `string` as a JSON string literal, quotes included.
+    public static func writeEscaped(_ string: String, to output: inout String) {
         output += "\""
         // Runs of bytes that need no escape are appended whole (only ASCII bytes are ever escaped, so a
         // run boundary is always a character boundary).

@@ -250,6 +250,43 @@ public final class MQTTClient: Service, Sendable {
         qos: MQTTQoS = .atLeastOnce,
         retain: Bool = false
     ) throws -> PublishReceipt {
+        let messageID = try handOver(payload, to: topic, qos: qos, retain: retain)
+        if qos == .atMostOnce { abandonAcknowledgement(of: messageID) }
+        return PublishReceipt(messageID: messageID, topic: topic, qos: qos)
+    }
+
+    /// Hands a message to libmosquitto's network thread and calls `completion` once with the outcome: when
+    /// the broker acknowledged it (QoS 1 and 2), refused it, or the client closed first; at once for QoS 0.
+    /// The completion runs on the network thread (or on the caller's, when the answer came first), so it must
+    /// be short. No task and no continuation per message: for callers that send many (the engine's commands).
+    public func send(
+        _ payload: some Collection<UInt8>,
+        to topic: String,
+        qos: MQTTQoS = .atLeastOnce,
+        retain: Bool = false,
+        completion: @escaping @Sendable (Result<Void, MQTTError>) -> Void
+    ) throws {
+        let messageID = try handOver(payload, to: topic, qos: qos, retain: retain)
+        guard qos != .atMostOnce else {
+            abandonAcknowledgement(of: messageID)
+            completion(.success(()))
+            return
+        }
+        let early = state.withLock { state -> State.Ack? in
+            if let ack = state.earlyAcks.removeValue(forKey: messageID) { return ack }
+            state.ackCallbacks[messageID] = State.AckCallback(topic: topic, completion: completion)
+            return nil
+        }
+        if let early { completion(MQTTClient.outcome(of: early, topic: topic)) }
+    }
+
+    /// Validates and hands one message to libmosquitto; returns its message id.
+    private func handOver(
+        _ payload: some Collection<UInt8>,
+        to topic: String,
+        qos: MQTTQoS,
+        retain: Bool
+    ) throws -> Int32 {
         try MosquittoHandle.validatePublishTopic(topic)
         guard payload.count <= configuration.maximumPayloadSize else {
             throw MQTTError(
@@ -258,29 +295,38 @@ public final class MQTTClient: Service, Sendable {
             )
         }
         try checkRunning()
-        let bytes = Array(payload)
-        let (messageID, queued) = try bytes.withUnsafeBytes { buffer in
-            try handle.publish(topic: topic, payload: buffer, qos: qos, retain: retain)
-        }
-        if qos == .atMostOnce {
-            abandonAcknowledgement(of: messageID)
-        } else if queued {
+        let handed =
+            try payload.withContiguousStorageIfAvailable { bytes in
+                try handle.publish(topic: topic, payload: UnsafeRawBufferPointer(bytes), qos: qos, retain: retain)
+            }
+            ?? Array(payload).withUnsafeBytes { buffer in
+                try handle.publish(topic: topic, payload: buffer, qos: qos, retain: retain)
+            }
+        if handed.queued {
             logger.debug("publish queued until reconnect", metadata: ["mqtt.topic": "\(topic)"])
         }
-        return PublishReceipt(messageID: messageID, topic: topic, qos: qos)
+        return handed.messageID
+    }
+
+    /// A publish's acknowledgement as the outcome a sender sees.
+    private static func outcome(of ack: State.Ack, topic: String) -> Result<Void, MQTTError> {
+        if case .published(let reasonCode) = ack, reasonCode >= 0x80 {
+            return .failure(
+                MQTTError(
+                    .publishRejected,
+                    "the broker rejected the publish to '\(topic)': \(MosquittoHandle.describeConnack(reasonCode, protocolVersion: .v5))",
+                    code: reasonCode
+                )
+            )
+        }
+        return .success(())
     }
 
     /// Waits until the broker acknowledged a sent message (at once for QoS 0); throws when it refused it.
     public func acknowledgement(of receipt: PublishReceipt) async throws {
         guard receipt.qos != .atMostOnce else { return }
         let ack = try await acknowledgement(of: receipt.messageID, kind: .publish)
-        if case .published(let reasonCode) = ack, reasonCode >= 0x80 {
-            throw MQTTError(
-                .publishRejected,
-                "the broker rejected the publish to '\(receipt.topic)': \(MosquittoHandle.describeConnack(reasonCode, protocolVersion: .v5))",
-                code: reasonCode
-            )
-        }
+        try MQTTClient.outcome(of: ack, topic: receipt.topic).get()
     }
 
     /// Publishes a UTF-8 string.
@@ -406,12 +452,14 @@ public final class MQTTClient: Service, Sendable {
     }
 
     private func complete(_ messageID: Int32, with ack: State.Ack) {
-        let waiter = state.withLock { state -> State.AckWaiter? in
-            if let waiter = state.ackWaiters.removeValue(forKey: messageID) { return waiter }
+        let (waiter, callback) = state.withLock { state -> (State.AckWaiter?, State.AckCallback?) in
+            if let callback = state.ackCallbacks.removeValue(forKey: messageID) { return (nil, callback) }
+            if let waiter = state.ackWaiters.removeValue(forKey: messageID) { return (waiter, nil) }
             if state.unclaimedMessageIDs.remove(messageID) == nil { state.earlyAcks[messageID] = ack }
-            return nil
+            return (nil, nil)
         }
         waiter?.continuation.resume(returning: ack)
+        if let callback { callback.completion(MQTTClient.outcome(of: ack, topic: callback.topic)) }
     }
 
     private func waitForTermination() async throws {
@@ -448,23 +496,25 @@ public final class MQTTClient: Service, Sendable {
     }
 
     private func close(reason: String) {
-        let (ackWaiters, connectionWaiters, events, failure) = state.withLock { state in
+        let (ackWaiters, ackCallbacks, connectionWaiters, events, failure) = state.withLock { state in
             state.phase = .closed
             state.connected = false
             defer {
                 state.ackWaiters = [:]
+                state.ackCallbacks = [:]
                 state.connectionWaiters = [:]
                 state.eventContinuations = [:]
                 state.earlyAcks = [:]
                 state.unclaimedMessageIDs = []
             }
             return (
-                Array(state.ackWaiters.values), Array(state.connectionWaiters.values),
+                Array(state.ackWaiters.values), Array(state.ackCallbacks.values), Array(state.connectionWaiters.values),
                 Array(state.eventContinuations.values), state.failure
             )
         }
         let error = failure ?? MQTTError(.closed, "the client closed before the operation completed")
         for waiter in ackWaiters { waiter.continuation.resume(throwing: error) }
+        for callback in ackCallbacks { callback.completion(.failure(error)) }
         for waiter in connectionWaiters { waiter.resume(throwing: error) }
         for continuation in events {
             continuation.yield(.disconnected(reason: reason))
@@ -527,6 +577,8 @@ extension MQTTClient: MosquittoEventReceiver {
             requestTermination(failure: error)
             return
         }
+        // Connected: libmosquitto's per-packet log lines are not wanted until the connection ends (or at trace).
+        if !wantsLibraryDebugLog { handle.setLibraryLog(enabled: false) }
         // Renew every subscription first: a resumed session may have none (the broker restarted).
         let subscriptions = state.withLock { $0.subscriptions }
         let byQoS = Dictionary(grouping: subscriptions.keys.sorted(), by: { subscriptions[$0]! })
@@ -552,6 +604,7 @@ extension MQTTClient: MosquittoEventReceiver {
     }
 
     func mosquittoDidDisconnect(code: Int32) {
+        handle.setLibraryLog(enabled: true)
         let reason = code == 0 ? "disconnected" : MosquittoHandle.describe(code)
         let (lost, events, lastLog, fellBack) = state.withLock { state in
             defer { state.fallingBack = false }
@@ -664,7 +717,13 @@ extension MQTTClient {
         var terminationRequested = false
         var terminationWaiter: CheckedContinuation<Void, any Error>?
         var subscriptions: [String: MQTTQoS] = [:]
+        /// A publish's sender told by `send(_:to:qos:retain:completion:)`.
+        struct AckCallback {
+            var topic: String
+            var completion: @Sendable (Result<Void, MQTTError>) -> Void
+        }
         var ackWaiters: [Int32: AckWaiter] = [:]
+        var ackCallbacks: [Int32: AckCallback] = [:]
         /// Acknowledgements that arrived before their caller registered to wait.
         var earlyAcks: [Int32: Ack] = [:]
         /// Message ids whose acknowledgements nobody waits for.

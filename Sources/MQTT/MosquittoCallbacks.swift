@@ -58,6 +58,16 @@ final class MosquittoCallbackContext {
                 )
             )
         }
+        setLibraryLog(on: mosq, enabled: true)
+    }
+
+    /// libmosquitto formats a line (malloc, vsnprintf, free) for every packet whenever a log callback is set, so
+    /// the callback is set only while it is wanted: while connecting (its warnings explain a failure) or at trace.
+    static func setLibraryLog(on mosq: OpaquePointer, enabled: Bool) {
+        guard enabled else {
+            mosquitto_log_callback_set(mosq, nil)
+            return
+        }
         mosquitto_log_callback_set(mosq) { _, obj, level, text in
             guard let text, let receiver = callbackReceiver(obj) else { return }
             guard level != MOSQ_LOG_DEBUG || receiver.wantsLibraryDebugLog else { return }

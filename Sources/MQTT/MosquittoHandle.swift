@@ -96,6 +96,11 @@ final class MosquittoHandle: @unchecked Sendable {
         MosquittoCallbackContext.register(on: mosq)
     }
 
+    /// Turns the forwarding of libmosquitto's log lines on or off (see `MosquittoCallbackContext.setLibraryLog`).
+    func setLibraryLog(enabled: Bool) {
+        MosquittoCallbackContext.setLibraryLog(on: mosq, enabled: enabled)
+    }
+
     /// Call only after the network thread stopped.
     func uninstallCallbacks() {
         mosquitto_user_data_set(mosq, nil)

@@ -46,11 +46,16 @@ public struct DesiredState: Sendable {
         guard case .publish(let topic, let payload, _, _) = action.action, topic.hasSuffix("/set"),
             case .string(let state)? = payload["state"]
         else { return }
-        let reported = desired[topic]?.reported
-        desired[topic] = Desired(state: state, action: action, lastSentAt: time, reported: reported)
+        var reported: String?
+        if let index = desired.index(forKey: topic) {
+            reported = desired.values[index].reported
+            desired.values[index] = Desired(state: state, action: action, lastSentAt: time, reported: reported)
+        } else {
+            desired[topic] = Desired(state: state, action: action, lastSentAt: time, reported: nil)
+        }
         if let reported, !ActuatorState.same(reported, state) {
             mismatched.insert(topic)
-        } else {
+        } else if !mismatched.isEmpty {
             mismatched.remove(topic)
         }
     }

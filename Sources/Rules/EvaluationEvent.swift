@@ -43,8 +43,13 @@ public enum RenderedAction: Hashable, Sendable {
 
     /// The bytes to publish: a string payload as its text, anything else as JSON.
     public static func payloadBytes(_ payload: JSONValue) -> [UInt8] {
-        if case .string(let text) = payload { return Array(text.utf8) }
-        return Array(payload.jsonText.utf8)
+        Array(payloadText(payload).utf8)
+    }
+
+    /// The text to publish: a string payload as it is, anything else as JSON (send its `utf8`: no copy).
+    public static func payloadText(_ payload: JSONValue) -> String {
+        if case .string(let text) = payload { return text }
+        return payload.jsonText
     }
 }
 

@@ -153,15 +153,13 @@ extension Evaluator {
         }
         switch action.handler {
         case .publish(let topic, let payloadTemplate, let qos, let retain):
-            var payload = payloadTemplate?.render(lookup) ?? .object([])
-            if case .object = payload {
-                for (key, added) in [
-                    ("rule", JSONValue.string(rule.id)), ("reason", .string(reason)), ("value", value ?? .null),
-                    ("ts", .number(Double(time))),
-                ] where payload[key] == nil {
-                    payload = payload.setting(key, to: added)
-                }
-            }
+            let payload = Self.addingDecision(
+                to: payloadTemplate?.render(lookup) ?? .object([]),
+                rule: rule.id,
+                reason: reason,
+                value: value,
+                time: time
+            )
             return .publish(topic: topic.render(textLookup), payload: payload, qos: qos, retain: retain)
         case .log(let message):
             return .log(message: message.render(textLookup))
@@ -169,24 +167,41 @@ extension Evaluator {
             return .command(arguments: arguments.map { $0.render(textLookup) }, timeoutMilliseconds: timeout)
         case .webhook(let url, let bodyTemplate, let timeout):
             // Without a body: what happened, as one object; a given object gets the same keys it lacks.
-            var body =
-                bodyTemplate?.render(lookup)
-                ?? .object([
-                    ("rule", .string(rule.id)), ("transition", .string(kind.rawValue)),
-                    ("labels", .object(labels.map { (key: $0.name, value: .string($0.value)) })),
-                    ("severity", .string(rule.severity.rawValue)),
-                ])
-            if case .object = body {
-                for (key, added) in [
-                    ("rule", JSONValue.string(rule.id)), ("reason", .string(reason)), ("value", value ?? .null),
-                    ("ts", .number(Double(time))),
-                ] where body[key] == nil {
-                    body = body.setting(key, to: added)
-                }
-            }
+            let body = Self.addingDecision(
+                to: bodyTemplate?.render(lookup)
+                    ?? .object([
+                        ("rule", .string(rule.id)), ("transition", .string(kind.rawValue)),
+                        ("labels", .object(labels.map { (key: $0.name, value: .string($0.value)) })),
+                        ("severity", .string(rule.severity.rawValue)),
+                    ]),
+                rule: rule.id,
+                reason: reason,
+                value: value,
+                time: time
+            )
             let encodedLookup: (String) -> String? = { name in textLookup(name).map(Self.percentEncoded) }
             return .webhook(url: url.render(encodedLookup), body: body, timeoutMilliseconds: timeout)
         }
+    }
+
+    /// An object payload with the keys it lacks of `rule`, `reason`, `value` and `ts` (anything else as it is).
+    static func addingDecision(
+        to payload: JSONValue,
+        rule: String,
+        reason: String,
+        value: JSONValue?,
+        time: Int64
+    ) -> JSONValue {
+        guard case .object(var pairs) = payload else { return payload }
+        pairs.reserveCapacity(pairs.count + 4)
+        func add(_ key: String, _ value: @autoclosure () -> JSONValue) {
+            if !pairs.contains(where: { $0.key == key }) { pairs.append((key, value())) }
+        }
+        add("rule", .string(rule))
+        add("reason", .string(reason))
+        add("value", value ?? .null)
+        add("ts", .number(Double(time)))
+        return .object(pairs)
     }
 
     /// A placeholder's value inside a URL: everything but unreserved characters percent-encoded.

@@ -1,48 +1,100 @@
+import CoreMetrics
 import Logging
 import Rules
 import Synchronization
 
 /// Runs actions through their handlers, many at once; a failure is logged with its rule and handler.
 /// `finish()` stops taking new actions; `run()` returns once every action taken has completed.
+///
+/// Immediate actions (publishes) start on the thread that decided them and complete through a callback (the
+/// broker's acknowledgement): no task and no continuation per command. At most `maximumUnacknowledged` of
+/// them wait for their completion at once; past that a command is held back, one per topic: a newer command
+/// for the same topic replaces the one held (a command is a desired state, so only the latest matters; the
+/// replaced one is counted as superseded), and held commands leave in order as acknowledgements free room.
 public final class ActionDispatcher: Sendable {
-    /// An action on its way: started already (immediate handlers) or to be performed by a task.
+    /// An action `run()` performs in a task of its own (handlers that are not immediate).
     struct Job: Sendable {
         var action: FiredAction
-        var handler: any ActionHandler
-        var run: @Sendable () async throws -> Void
+        var handler: Int
     }
 
-    private let handlers: [any ActionHandler]
+    /// A handler with its name and counters, looked up once.
+    struct Registered: Sendable {
+        var handler: any ActionHandler
+        var immediate: (any ImmediateActionHandler)?
+        var name: String
+        var sent: Counter
+        var failed: Counter
+    }
+
+    /// Immediate actions started and not completed, and those held back.
+    private struct Immediate {
+        var next: UInt64 = 0
+        /// Started, waiting for their completion, by the order they were started.
+        var started: [UInt64: (action: FiredAction, handler: Int)] = [:]
+        /// Held back while `started` is full: the latest action per topic, and the topics in order.
+        var held: [String: (action: FiredAction, handler: Int)] = [:]
+        var heldOrder: [String] = []
+        var heldHead = 0
+
+        var heldCount: Int { heldOrder.count - heldHead }
+
+        /// Reserves a slot for the oldest held action, if there is one.
+        mutating func startNextHeld() -> (key: UInt64, action: FiredAction, handler: Int)? {
+            guard heldHead < heldOrder.count else { return nil }
+            let topic = heldOrder[heldHead]
+            heldHead += 1
+            if heldHead == heldOrder.count {
+                heldOrder.removeAll(keepingCapacity: true)
+                heldHead = 0
+            }
+            guard let entry = held.removeValue(forKey: topic) else { return nil }
+            defer { next += 1 }
+            started[next] = entry
+            return (next, entry.action, entry.handler)
+        }
+    }
+
+    private let handlers: [Registered]
     private let logger: Logger
     private let stream: AsyncStream<Job>
     private let continuation: AsyncStream<Job>.Continuation
     private let maximumInFlight: Int
+    /// Immediate actions waiting for their completion at most; more are held back.
+    let maximumUnacknowledged: Int
     private let finished = Atomic<Bool>(false)
     private let unfinished = Atomic<Int>(0)
-    /// Started immediate actions (publishes) waiting for their completion, by the order they were taken.
-    private let waiting = Mutex(Waiting())
-
-    private struct Waiting {
-        var next: UInt64 = 0
-        var actions: [UInt64: FiredAction] = [:]
-    }
-    private let metrics: EngineMetrics
+    private let immediate = Mutex(Immediate())
+    private let heldBack: Counter
+    private let superseded: Counter
 
     public init(
         handlers: [any ActionHandler],
         logger: Logger,
         metrics: EngineMetrics = .discarded,
-        maximumInFlight: Int = 256
+        maximumInFlight: Int = 256,
+        maximumUnacknowledged: Int = 4_096
     ) {
-        self.handlers = handlers
+        self.handlers = handlers.map { handler in
+            let name = handler.name
+            return Registered(
+                handler: handler,
+                immediate: handler as? any ImmediateActionHandler,
+                name: name,
+                sent: metrics.actionCounter(handler: name, outcome: "sent"),
+                failed: metrics.actionCounter(handler: name, outcome: "failed")
+            )
+        }
         self.logger = logger
-        self.metrics = metrics
         self.maximumInFlight = maximumInFlight
+        self.maximumUnacknowledged = max(1, maximumUnacknowledged)
+        heldBack = metrics.actionsHeldBack
+        superseded = metrics.actionCounter(handler: "publish", outcome: "superseded")
         (stream, continuation) = AsyncStream.makeStream(of: Job.self)
     }
 
-    /// Takes an action: an immediate handler starts it right here, others run it from `run()`'s tasks.
-    /// False once `finish()` was called.
+    /// Takes an action: an immediate handler starts it right here (or holds it back, see above), others run
+    /// it from `run()`'s tasks. False once `finish()` was called.
     @discardableResult
     public func enqueue(_ action: FiredAction) -> Bool {
         guard !finished.load(ordering: .acquiring) else {
@@ -52,49 +104,118 @@ public final class ActionDispatcher: Sendable {
             )
             return false
         }
-        guard let handler = handlers.first(where: { $0.handles(action.action) }) else { return true }
-        let run: @Sendable () async throws -> Void
-        if let immediate = handler as? any ImmediateActionHandler {
-            let completion: @Sendable () async throws -> Void
-            do {
-                completion = try immediate.start(action)
-            } catch {
-                logFailure(of: action, handler: handler, error: error)
-                return true
+        guard let index = handlers.firstIndex(where: { $0.handler.handles(action.action) }) else { return true }
+        guard handlers[index].immediate != nil else {
+            unfinished.add(1, ordering: .relaxed)
+            if case .terminated = continuation.yield(Job(action: action, handler: index)) {
+                unfinished.subtract(1, ordering: .relaxed)
+                // `finish()` came between the check above and here.
+                logger.warning(
+                    "action not run: the engine is shutting down",
+                    metadata: ["rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)"]
+                )
+                return false
             }
-            let key = waiting.withLock { waiting in
-                defer { waiting.next += 1 }
-                waiting.actions[waiting.next] = action
-                return waiting.next
-            }
-            run = { [self] in
-                defer { _ = waiting.withLock { $0.actions.removeValue(forKey: key) } }
-                try await completion()
-            }
-        } else {
-            run = { try await handler.perform(action) }
+            return true
         }
-        unfinished.add(1, ordering: .relaxed)
-        if case .terminated = continuation.yield(Job(action: action, handler: handler, run: run)),
-            !(handler is any ImmediateActionHandler)
-        {
-            unfinished.subtract(1, ordering: .relaxed)
-            // `finish()` came between the check above and here.
-            logger.warning(
-                "action not run: the engine is shutting down",
-                metadata: ["rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)"]
-            )
-            return false
+        enum Decision {
+            case start(UInt64)
+            case held(replacing: Bool, total: Int)
+        }
+        let decision = immediate.withLock { state -> Decision in
+            guard state.started.count >= maximumUnacknowledged || state.heldCount > 0 else {
+                defer { state.next += 1 }
+                state.started[state.next] = (action, index)
+                return .start(state.next)
+            }
+            let topic = ActionDispatcher.holdingKey(of: action, index: state.next)
+            let replacing = state.held.updateValue((action, index), forKey: topic) != nil
+            if !replacing { state.heldOrder.append(topic) }
+            return .held(replacing: replacing, total: state.heldCount)
+        }
+        switch decision {
+        case .start(let key):
+            unfinished.add(1, ordering: .relaxed)
+            start(key, action, handler: index)
+        case .held(let replacing, let total):
+            heldBack.increment()
+            if replacing {
+                superseded.increment()
+            } else {
+                unfinished.add(1, ordering: .relaxed)
+            }
+            if total.isPowerOfTwo && !replacing {
+                logger.warning(
+                    "commands held back: \(maximumUnacknowledged) wait for the broker's acknowledgement",
+                    metadata: ["held": "\(total)", "rule": "\(action.ruleID)"]
+                )
+            }
         }
         return true
     }
 
-    /// Actions taken and not completed yet: queued, running, or (publish) waiting for the broker's acknowledgement.
+    /// Starts an immediate action, then whatever held action a synchronous failure let through.
+    private func start(_ key: UInt64, _ action: FiredAction, handler index: Int) {
+        var next: (key: UInt64, action: FiredAction, handler: Int)? = (key, action, index)
+        while let current = next {
+            next = nil
+            do {
+                try handlers[current.handler].immediate?.start(current.action) { [self] result in
+                    if let following = complete(current.key, result) {
+                        start(following.key, following.action, handler: following.handler)
+                    }
+                }
+            } catch {
+                next = complete(current.key, .failure(error))
+            }
+        }
+    }
+
+    /// Records an immediate action's outcome; returns the held action that takes its slot, if any.
+    private func complete(
+        _ key: UInt64,
+        _ result: Result<Void, some Error>
+    ) -> (key: UInt64, action: FiredAction, handler: Int)? {
+        let (entry, next) = immediate.withLock { state in
+            (state.started.removeValue(forKey: key), state.startNextHeld())
+        }
+        guard let entry else { return next }  // abandoned at shutdown
+        unfinished.subtract(1, ordering: .relaxed)
+        switch result {
+        case .success:
+            handlers[entry.handler].sent.increment()
+        case .failure(let error):
+            logFailure(of: entry.action, handler: handlers[entry.handler], error: error)
+        }
+        return next
+    }
+
+    /// What a held-back action is kept under: its topic for a publish (a newer command replaces it).
+    private static func holdingKey(of action: FiredAction, index: UInt64) -> String {
+        if case .publish(let topic, _, _, _) = action.action { return topic }
+        return "#\(index)"
+    }
+
+    /// Actions taken and not completed yet: queued, running, held back, or (publish) waiting for the broker's
+    /// acknowledgement.
     public var unfinishedCount: Int { unfinished.load(ordering: .relaxed) }
 
-    /// Started publishes whose acknowledgement has not come, in the order they were decided.
+    /// Started publishes whose acknowledgement has not come, in the order they were decided, then the held ones.
     public var unacknowledged: [FiredAction] {
-        waiting.withLock { waiting in waiting.actions.sorted { $0.key < $1.key }.map(\.value) }
+        immediate.withLock { state in
+            state.started.sorted { $0.key < $1.key }.map(\.value.action)
+                + state.heldOrder[state.heldHead...].compactMap { state.held[$0]?.action }
+        }
+    }
+
+    /// Forgets every started and held immediate action (shutdown: `drain()` published them again elsewhere);
+    /// their completions, when they come, are ignored.
+    public func abandonUnacknowledged() {
+        let count = immediate.withLock { state in
+            defer { state = Immediate(next: state.next) }
+            return state.started.count + state.heldCount
+        }
+        unfinished.subtract(count, ordering: .relaxed)
     }
 
     /// Stops taking actions; those already queued still run.
@@ -103,7 +224,7 @@ public final class ActionDispatcher: Sendable {
         continuation.finish()
     }
 
-    /// Runs queued actions (or waits for those started) until `finish()` and the queue is drained.
+    /// Runs queued actions until `finish()` and the queue is drained.
     public func run() async {
         await withTaskGroup(of: Void.self) { group in
             var inFlight = 0
@@ -113,32 +234,37 @@ public final class ActionDispatcher: Sendable {
                     inFlight -= 1
                 }
                 inFlight += 1
-                group.addTask { await self.complete(job) }
+                group.addTask { await self.perform(job) }
             }
             await group.waitForAll()
         }
     }
 
-    private func complete(_ job: Job) async {
+    private func perform(_ job: Job) async {
         defer { unfinished.subtract(1, ordering: .relaxed) }
+        let registered = handlers[job.handler]
         do {
-            try await job.run()
-            metrics.action(handler: job.handler.name, succeeded: true)
+            try await registered.handler.perform(job.action)
+            registered.sent.increment()
         } catch is CancellationError {
             // The engine stopped waiting (shutdown); `drain()` accounted for it.
         } catch {
-            logFailure(of: job.action, handler: job.handler, error: error)
+            logFailure(of: job.action, handler: registered, error: error)
         }
     }
 
-    private func logFailure(of action: FiredAction, handler: any ActionHandler, error: any Error) {
-        metrics.action(handler: handler.name, succeeded: false)
+    private func logFailure(of action: FiredAction, handler: Registered, error: any Error) {
+        handler.failed.increment()
         logger.error(
             "action failed",
             metadata: [
                 "rule": "\(action.ruleID)", "transition": "\(action.transition.rawValue)",
-                "handler": "\(String(describing: type(of: handler)))", "error": "\(error)",
+                "handler": "\(handler.name)", "error": "\(error)",
             ]
         )
     }
+}
+
+extension Int {
+    fileprivate var isPowerOfTwo: Bool { self > 0 && (self & (self - 1)) == 0 }
 }

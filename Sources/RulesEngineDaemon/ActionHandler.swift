@@ -21,7 +21,8 @@ extension ActionHandler {
 
 /// A handler that can start its action synchronously on the thread that decided it (an MQTT publish is
 /// only handed to the network thread), so a command leaves without waiting for a task to be scheduled.
-/// The dispatcher awaits the returned completion, which reports the outcome.
 public protocol ImmediateActionHandler: ActionHandler {
-    func start(_ action: FiredAction) throws -> @Sendable () async throws -> Void
+    /// Starts the action and calls `completion` once with its outcome, from any thread (a publish: when the
+    /// broker acknowledged it). Throws when the action could not even start.
+    func start(_ action: FiredAction, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) throws
 }

@@ -53,8 +53,8 @@ final class EngineCore: Sendable {
     let metrics: EngineMetrics
     let liveFeed: LiveFeed?
     let observers: [any TransitionObserver]
-    /// Called with each transition as a JSON object, to publish on the engine's transitions topic.
-    let announce: @Sendable (JSONValue) -> Void
+    /// Called with each transition, to publish on the engine's transitions topic (nil: not announced).
+    let announce: (@Sendable (TransitionRecord) -> Void)?
     /// Shuts the connection's sending side at once, so that no acknowledgement leaves any more.
     let stopAcknowledging: @Sendable () -> Void
 
@@ -68,7 +68,7 @@ final class EngineCore: Sendable {
         metrics: EngineMetrics = .discarded,
         liveFeed: LiveFeed? = nil,
         observers: [any TransitionObserver] = [],
-        announce: @escaping @Sendable (JSONValue) -> Void = { _ in },
+        announce: (@Sendable (TransitionRecord) -> Void)? = nil,
         stopAcknowledging: @escaping @Sendable () -> Void = {}
     ) {
         var evaluator = Evaluator(ruleSet: ruleSet)
@@ -314,26 +314,19 @@ final class EngineCore: Sendable {
         for event in events {
             switch event {
             case .transition(let record):
-                metrics.transition(rule: record.ruleID, kind: record.transition.rawValue)
+                metrics.transitions.increment(rule: record.ruleID, transition: record.transition)
                 for observer in observers { observer.observe(record) }
                 liveFeed?.transition(record)
-                announce(
-                    .object([
-                        ("ts", .number(Double(record.timestamp))), ("rule", .string(record.ruleID)),
-                        ("transition", .string(record.transition.rawValue)),
-                        ("labels", .object(record.labels.map { ($0.name, .string($0.value)) })),
-                        ("value", record.value ?? .null), ("reason", .string(record.reason)),
-                    ])
-                )
+                announce?(record)
                 logger.notice(
                     "rule \(record.transition == .fire ? "fired" : "cleared")",
                     metadata: [
-                        "rule": "\(record.ruleID)",
-                        "labels": "\(record.labels.map(\.description).joined(separator: ","))",
-                        "value": "\(record.value?.jsonText ?? "none")",
-                        "reason": "\(record.reason)",
-                        "severity": "\(record.severity.rawValue)",
-                        "ts": "\(record.timestamp)",
+                        "rule": .string(record.ruleID),
+                        "labels": .string(record.labels.map(\.description).joined(separator: ",")),
+                        "value": .string(record.value?.jsonText ?? "none"),
+                        "reason": .string(record.reason),
+                        "severity": .string(record.severity.rawValue),
+                        "ts": .string(String(record.timestamp)),
                     ]
                 )
             case .action(let action):

@@ -1,5 +1,7 @@
 import CoreMetrics
 import Dispatch
+import Rules
+import Synchronization
 
 /// The engine's metrics, made by one factory (the engine's own Prometheus registry in `rules-engine run`).
 /// `docs/observability.md` lists every name with its meaning.
@@ -16,6 +18,7 @@ public struct EngineMetrics: Sendable {
     let rulesLoaded: Gauge
     let lastReloadSuccess: Gauge
     let lastReloadTime: Gauge
+    let actionsHeldBack: Counter
 
     public init(factory: any MetricsFactory) {
         self.factory = factory
@@ -30,6 +33,8 @@ public struct EngineMetrics: Sendable {
         rulesLoaded = Gauge(label: "sensor_pipeline_rules_loaded", factory: factory)
         lastReloadSuccess = Gauge(label: "sensor_pipeline_rules_last_reload_success", factory: factory)
         lastReloadTime = Gauge(label: "sensor_pipeline_rules_last_reload_timestamp_seconds", factory: factory)
+        actionsHeldBack = Counter(label: "sensor_pipeline_actions_held_back_total", factory: factory)
+        transitions = TransitionCounters(factory: factory)
     }
 
     /// Each family's `# HELP` text, by name (swift-metrics has no place for one; `/metrics` adds them).
@@ -43,7 +48,10 @@ public struct EngineMetrics: Sendable {
         "sensor_pipeline_rule_transitions_total": "Rule instances that fired or cleared, by rule and transition.",
         "sensor_pipeline_rule_flapping_total": "Rule instances that started or stopped flapping, by rule.",
         "sensor_pipeline_rule_transitions_limited_total": "Transitions that max_transitions held back, by rule.",
-        "sensor_pipeline_actions_total": "Actions by handler and outcome (sent or failed).",
+        "sensor_pipeline_actions_total":
+            "Actions by handler and outcome (sent, failed, or superseded: a held-back command replaced by a newer one).",
+        "sensor_pipeline_actions_held_back_total":
+            "Commands held back because 4,096 were waiting for the broker's acknowledgement.",
         "sensor_pipeline_evaluation_duration_seconds": "Time to evaluate one reading.",
         "sensor_pipeline_mqtt_connected": "1 while connected to the broker, 0 otherwise.",
         "sensor_pipeline_mqtt_reconnects_total": "Connections to the broker after the first.",
@@ -63,13 +71,8 @@ public struct EngineMetrics: Sendable {
             .increment()
     }
 
-    func transition(rule: String, kind: String) {
-        Counter(
-            label: "sensor_pipeline_rule_transitions_total",
-            dimensions: [("rule", rule), ("transition", kind)],
-            factory: factory
-        ).increment()
-    }
+    /// `sensor_pipeline_rule_transitions_total`, by rule and transition.
+    let transitions: TransitionCounters
 
     /// An instance started (`started`) or stopped flapping.
     func flapping(rule: String, started: Bool) {
@@ -91,14 +94,48 @@ public struct EngineMetrics: Sendable {
             .increment()
     }
 
-    func action(handler: String, succeeded: Bool) {
+    /// The counter of one handler's actions with one outcome (`sent`, `failed`, `superseded`); made once per
+    /// handler and outcome, not per action.
+    func actionCounter(handler: String, outcome: String) -> Counter {
         Counter(
             label: "sensor_pipeline_actions_total",
-            dimensions: [("handler", handler), ("outcome", succeeded ? "sent" : "failed")],
+            dimensions: [("handler", handler), ("outcome", outcome)],
             factory: factory
-        ).increment()
+        )
     }
 
     /// Monotonic nanoseconds, for timing an evaluation.
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+}
+
+/// The transition counters, made once per rule and kept: a transition increments one without a registry
+/// lookup.
+final class TransitionCounters: Sendable {
+    private let factory: any MetricsFactory
+    private let counters = Mutex<[String: (fire: Counter, clear: Counter)]>([:])
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+    }
+
+    func increment(rule: String, transition: TransitionKind) {
+        let pair = counters.withLock { counters in
+            if let pair = counters[rule] { return pair }
+            let pair = (
+                fire: Counter(
+                    label: "sensor_pipeline_rule_transitions_total",
+                    dimensions: [("rule", rule), ("transition", TransitionKind.fire.rawValue)],
+                    factory: factory
+                ),
+                clear: Counter(
+                    label: "sensor_pipeline_rule_transitions_total",
+                    dimensions: [("rule", rule), ("transition", TransitionKind.clear.rawValue)],
+                    factory: factory
+                )
+            )
+            counters[rule] = pair
+            return pair
+        }
+        (transition == .fire ? pair.fire : pair.clear).increment()
+    }
 }

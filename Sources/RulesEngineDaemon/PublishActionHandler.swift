@@ -15,20 +15,30 @@ public struct PublishActionHandler: ActionHandler {
     }
 
     public func perform(_ action: FiredAction) async throws {
-        try await start(action)()
-    }
-}
-
-extension PublishActionHandler: ImmediateActionHandler {
-    /// Hands the command to the network thread at once; the completion waits for the broker's acknowledgement.
-    public func start(_ action: FiredAction) throws -> @Sendable () async throws -> Void {
-        guard case .publish(let topic, let payload, let qos, let retain) = action.action else { return {} }
-        let receipt = try client.send(
-            RenderedAction.payloadBytes(payload),
+        guard case .publish(let topic, let payload, let qos, let retain) = action.action else { return }
+        try await client.publish(
+            RenderedAction.payloadText(payload).utf8,
             to: topic,
             qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
             retain: retain
         )
-        return { [client] in try await client.acknowledgement(of: receipt) }
+    }
+}
+
+extension PublishActionHandler: ImmediateActionHandler {
+    /// Hands the command to the network thread at once; `completion` runs when the broker acknowledged it.
+    public func start(
+        _ action: FiredAction,
+        completion: @escaping @Sendable (Result<Void, any Error>) -> Void
+    ) throws {
+        guard case .publish(let topic, let payload, let qos, let retain) = action.action else {
+            return completion(.success(()))
+        }
+        try client.send(
+            RenderedAction.payloadText(payload).utf8,
+            to: topic,
+            qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
+            retain: retain
+        ) { result in completion(result.mapError { $0 }) }
     }
 }

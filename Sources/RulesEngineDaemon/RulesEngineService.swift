@@ -32,6 +32,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var liveFeed: LiveFeed?
     /// Handlers of actions beyond publish, log and command (`webhook`).
     public var actionHandlers: [any ActionHandler] = []
+    /// Publishes each transition on `pipeline/engine/<client-id>/transitions` (QoS 0) when set.
+    public var announcesTransitions = false
     /// Told of every transition (`--alertmanager`).
     public var transitionObservers: [any TransitionObserver] = []
 
@@ -88,6 +90,12 @@ public final class RulesEngineService: Service {
             logger: logger,
             metrics: configuration.metrics
         )
+        var announce: (@Sendable (TransitionRecord) -> Void)?
+        if configuration.announcesTransitions {
+            announce = { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] record in
+                _ = try? client.send(record.announcementText.utf8, to: transitionsTopic, qos: .atMostOnce)
+            }
+        }
         core = EngineCore(
             ruleSet: ruleSet,
             dispatcher: dispatcher,
@@ -98,9 +106,7 @@ public final class RulesEngineService: Service {
             metrics: configuration.metrics,
             liveFeed: configuration.liveFeed,
             observers: configuration.transitionObservers,
-            announce: { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] event in
-                _ = try? client.send(Array(event.jsonText.utf8), to: transitionsTopic, qos: .atMostOnce)
-            },
+            announce: announce,
             stopAcknowledging: { [client] in client.shutDownSending() }
         )
         coreBox.core = core
@@ -120,7 +126,7 @@ public final class RulesEngineService: Service {
                 ]
             )
         }
-        logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "filters": "\(core.filters)"])
+        logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "filters": "\(core.filters.count)"])
         recordReload(succeeded: true, rules: ruleSet.rules.count)
     }
 
@@ -206,11 +212,12 @@ public final class RulesEngineService: Service {
         if !left.isEmpty {
             republished = await republish(left, before: deadline)
         }
-        await wait(until: { core.dispatcher.unfinishedCount == core.dispatcher.unacknowledged.count }, before: deadline)
+        core.dispatcher.abandonUnacknowledged()
+        await wait(until: { core.dispatcher.unfinishedCount == 0 }, before: deadline)
         let metadata: Logger.Metadata = [
             "left_for_redelivery": "\(core.refusedCount)",
             "republished": "\(republished) of \(left.count)",
-            "actions_running": "\(core.dispatcher.unfinishedCount - core.dispatcher.unacknowledged.count)",
+            "actions_running": "\(core.dispatcher.unfinishedCount)",
         ]
         if republished < left.count {
             logger.error("shutdown: some commands were not delivered", metadata: metadata)

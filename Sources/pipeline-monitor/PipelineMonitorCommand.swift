@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineOptions
+import EngineAPIClient
 import FileFormats
 import Foundation
 import InputFiles
@@ -8,10 +9,6 @@ import PipelineMonitor
 import ServiceSupport
 import Simulation
 import Synchronization
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 /// A live terminal view of a pipeline: sensors, rule instances, actuators and the last commands,
 /// refreshed in place until Ctrl-C.
@@ -46,15 +43,13 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
             }
             if let engine {
                 let base = engine.hasPrefix("http") ? engine : "http://" + engine
-                guard let url = URL(string: base + "/api/instances") else {
+                guard URL(string: base + "/api/instances") != nil else {
                     throw ValidationError("--engine '\(engine)' is not HOST:PORT")
                 }
                 group.addTask {
                     while !Task.isCancelled {
                         // An engine that does not answer leaves the last list on screen; the next poll tries again.
-                        if let (data, _) = try? await URLSession.shared.data(from: url),
-                            let reports = JSONValue(parsing: Array(data))
-                        {
+                        if let reports = try? await EngineAPIClient.json(at: base + "/api/instances") {
                             monitor.state.withLock { $0.receiveInstances(reports, at: WallClock.nowMilliseconds()) }
                         }
                         try await Task.sleep(for: .seconds(1))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CommandLineOptions
+import EngineAPIClient
 import EngineHTTP
 import FileFormats
 import Foundation
@@ -7,10 +8,6 @@ import RuleTools
 import Rules
 import RulesEngineDaemon
 import ServiceSupport
-
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 struct Explain: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -40,19 +37,11 @@ struct Explain: AsyncParsableCommand {
     }
 
     private func fetch(_ address: String) async throws -> JSONValue {
-        guard let url = URL(string: address) else { throw ValidationError("'\(address)' is not a URL") }
-        let data: Data
         do {
-            (data, _) = try await URLSession.shared.data(from: url)
-        } catch {
-            throw ExplainError(
-                "cannot reach the engine at \(address): \(error.localizedDescription) (run it with --http)"
-            )
+            return try await EngineAPIClient.json(at: address)
+        } catch let failure as EngineAPIClient.Failure {
+            throw ExplainError(failure.description)
         }
-        guard let value = JSONValue(parsing: Array(data)) else {
-            throw ExplainError("\(address) answered something that is not JSON")
-        }
-        return value
     }
 }
 

@@ -38,6 +38,11 @@ struct Run: AsyncParsableCommand {
     var alertmanagerResendInterval: String = "1m"
     @Option(help: "Headers, Authorization and TLS trust for webhook actions, per URL prefix (a YAML file).")
     var webhookConfig: String?
+    @Flag(
+        help:
+            "Publish each transition as JSON on pipeline/engine/<client-id>/transitions (pipeline-monitor shows them)."
+    )
+    var announceTransitions = false
     @Flag(help: "Show every rule instance in Home Assistant (MQTT discovery, a binary_sensor of class problem).")
     var haDiscovery = false
     @Option(help: "Device files or folders: the live page shows their sensors' units where a payload has none.")
@@ -48,7 +53,7 @@ struct Run: AsyncParsableCommand {
         let level = logLevel
         WallClock.pinLocalTimeZone()
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = LineLogHandler(label: label)
             handler.logLevel = level
             return handler
         }
@@ -60,6 +65,7 @@ struct Run: AsyncParsableCommand {
         var configuration = RulesEngineConfiguration(rulesDirectory: rules, stateDirectory: stateDir, mqtt: mqtt)
         configuration.resendIntervalMilliseconds = resendMilliseconds
         configuration.auditFile = audit
+        configuration.announcesTransitions = announceTransitions
         let listen = try http.map(Run.hostAndPort)
         let registry = PrometheusCollectorRegistry()
         let metrics: any MetricsFactory =

@@ -23,10 +23,11 @@ struct EngineCoreTests {
 
         func perform(_ action: FiredAction) async throws {}
 
-        func start(_ action: FiredAction) throws -> @Sendable () async throws -> Void {
-            guard case .publish(let topic, let payload, _, _) = action.action else { return {} }
-            order.withLock { $0.append("\(topic) \(payload.jsonText)") }
-            return {}
+        func start(_ action: FiredAction, completion: @escaping @Sendable (Result<Void, any Error>) -> Void) throws {
+            if case .publish(let topic, let payload, _, _) = action.action {
+                order.withLock { $0.append("\(topic) \(payload.jsonText)") }
+            }
+            completion(.success(()))
         }
     }
 
