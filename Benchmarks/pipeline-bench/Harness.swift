@@ -111,6 +111,8 @@ struct EngineUnderTest {
     var broker: TestBroker
     var prefix: String
     var ruleCount: Int
+    /// More `rules-engine run` options.
+    var options: [String] = []
 
     var name: String {
         if case .ours = kind { return "rules-engine" }
@@ -159,7 +161,7 @@ struct EngineUnderTest {
                 [
                     "run", "--rules", directory, "--broker", broker.url.description, "--client-id",
                     "bench-engine-\(UInt32.random(in: 0...UInt32.max))",
-                ]
+                ] + options
             )
         case .peer(let python):
             process = try ChildProcess(

@@ -8,9 +8,10 @@ import Synchronization
 ///
 /// Immediate actions (publishes) start on the thread that decided them and complete through a callback (the
 /// broker's acknowledgement): no task and no continuation per command. At most `maximumUnacknowledged` of
-/// them wait for their completion at once; past that a command is held back, one per topic: a newer command
-/// for the same topic replaces the one held (a command is a desired state, so only the latest matters; the
-/// replaced one is counted as superseded), and held commands leave in order as acknowledgements free room.
+/// them wait for their completion at once; past that they are held back and leave in order as acknowledgements
+/// free room. An actuator command (a topic ending in `/set`) is held once per topic: a newer command for the
+/// same topic replaces the one held (a command is a desired state, so only the latest matters; the replaced
+/// one is counted as superseded). Any other publish (an alert, a notification) is never replaced.
 public final class ActionDispatcher: Sendable {
     /// An action `run()` performs in a task of its own (handlers that are not immediate).
     struct Job: Sendable {
@@ -36,6 +37,7 @@ public final class ActionDispatcher: Sendable {
         var held: [String: (action: FiredAction, handler: Int)] = [:]
         var heldOrder: [String] = []
         var heldHead = 0
+        var heldSerial: UInt64 = 0
 
         var heldCount: Int { heldOrder.count - heldHead }
 
@@ -128,7 +130,8 @@ public final class ActionDispatcher: Sendable {
                 state.started[state.next] = (action, index)
                 return .start(state.next)
             }
-            let topic = ActionDispatcher.holdingKey(of: action, index: state.next)
+            state.heldSerial += 1
+            let topic = ActionDispatcher.holdingKey(of: action, serial: state.heldSerial)
             let replacing = state.held.updateValue((action, index), forKey: topic) != nil
             if !replacing { state.heldOrder.append(topic) }
             return .held(replacing: replacing, total: state.heldCount)
@@ -190,10 +193,11 @@ public final class ActionDispatcher: Sendable {
         return next
     }
 
-    /// What a held-back action is kept under: its topic for a publish (a newer command replaces it).
-    private static func holdingKey(of action: FiredAction, index: UInt64) -> String {
-        if case .publish(let topic, _, _, _) = action.action { return topic }
-        return "#\(index)"
+    /// What a held-back action is kept under: an actuator command's topic (`…/set`: a newer command replaces it,
+    /// as desired-state re-sends assume), otherwise a key of its own (alerts and notifications are never replaced).
+    private static func holdingKey(of action: FiredAction, serial: UInt64) -> String {
+        if case .publish(let topic, _, _, _) = action.action, topic.hasSuffix("/set") { return topic }
+        return "\u{0}\(serial)"
     }
 
     /// Actions taken and not completed yet: queued, running, held back, or (publish) waiting for the broker's

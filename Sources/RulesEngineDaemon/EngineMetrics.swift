@@ -51,7 +51,7 @@ public struct EngineMetrics: Sendable {
         "sensor_pipeline_actions_total":
             "Actions by handler and outcome (sent, failed, or superseded: a held-back command replaced by a newer one).",
         "sensor_pipeline_actions_held_back_total":
-            "Commands held back because 4,096 were waiting for the broker's acknowledgement.",
+            "Commands held back because --max-unacknowledged-commands were waiting for the broker's acknowledgement.",
         "sensor_pipeline_evaluation_duration_seconds": "Time to evaluate one reading.",
         "sensor_pipeline_mqtt_connected": "1 while connected to the broker, 0 otherwise.",
         "sensor_pipeline_mqtt_reconnects_total": "Connections to the broker after the first.",

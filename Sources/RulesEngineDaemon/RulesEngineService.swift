@@ -32,6 +32,8 @@ public struct RulesEngineConfiguration: Sendable {
     public var liveFeed: LiveFeed?
     /// Handlers of actions beyond publish, log and command (`webhook`).
     public var actionHandlers: [any ActionHandler] = []
+    /// Commands waiting for the broker's acknowledgement at most; past it they are held back (`ActionDispatcher`).
+    public var maximumUnacknowledgedCommands = 4_096
     /// Publishes each transition on `pipeline/engine/<client-id>/transitions` (QoS 0) when set.
     public var announcesTransitions = false
     /// Told of every transition (`--alertmanager`).
@@ -88,7 +90,8 @@ public final class RulesEngineService: Service {
                 CommandActionHandler(logger: logger),
             ] + configuration.actionHandlers,
             logger: logger,
-            metrics: configuration.metrics
+            metrics: configuration.metrics,
+            maximumUnacknowledged: configuration.maximumUnacknowledgedCommands
         )
         var announce: (@Sendable (TransitionRecord) -> Void)?
         if configuration.announcesTransitions {

@@ -43,6 +43,8 @@ struct Run: AsyncParsableCommand {
             "Publish each transition as JSON on pipeline/engine/<client-id>/transitions (pipeline-monitor shows them)."
     )
     var announceTransitions = false
+    @Option(help: "Commands waiting for the broker's acknowledgement at most; past it they are held back, one per topic.")
+    var maxUnacknowledgedCommands: Int = 4_096
     @Flag(help: "Show every rule instance in Home Assistant (MQTT discovery, a binary_sensor of class problem).")
     var haDiscovery = false
     @Option(help: "Device files or folders: the live page shows their sensors' units where a payload has none.")
@@ -66,6 +68,10 @@ struct Run: AsyncParsableCommand {
         configuration.resendIntervalMilliseconds = resendMilliseconds
         configuration.auditFile = audit
         configuration.announcesTransitions = announceTransitions
+        guard maxUnacknowledgedCommands >= 1 else {
+            throw ValidationError("--max-unacknowledged-commands must be at least 1")
+        }
+        configuration.maximumUnacknowledgedCommands = maxUnacknowledgedCommands
         let listen = try http.map(Run.hostAndPort)
         let registry = PrometheusCollectorRegistry()
         let metrics: any MetricsFactory =

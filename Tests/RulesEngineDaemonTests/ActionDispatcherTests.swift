@@ -60,23 +60,27 @@ struct ActionDispatcherTests {
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
             maximumUnacknowledged: 2
         )
-        for (topic, state) in [("a", "on"), ("b", "on"), ("c", "on"), ("c", "off"), ("d", "on"), ("a", "off")] {
+        for (topic, state) in [
+            ("a/set", "on"), ("b/set", "on"), ("c/set", "on"), ("c/set", "off"), ("alerts/x", "on"),
+            ("alerts/x", "off"), ("a/set", "off"),
+        ] {
             #expect(dispatcher.enqueue(Self.command(topic, state)))
         }
-        #expect(handler.commands == [#"a "on""#, #"b "on""#], "two wait for their acknowledgement")
-        #expect(dispatcher.unfinishedCount == 5, "c on was superseded by c off")
+        #expect(handler.commands == [#"a/set "on""#, #"b/set "on""#], "two wait for their acknowledgement")
+        #expect(dispatcher.unfinishedCount == 6, "c on was superseded by c off; an alert is never superseded")
         #expect(
-            dispatcher.unacknowledged.map { "\($0.action)" }.count == 5,
+            dispatcher.unacknowledged.count == 6,
             "the held ones count as unacknowledged (a shutdown publishes them again)"
         )
 
         handler.acknowledge(0)
-        #expect(handler.commands.last == #"c "off""#, "the oldest held topic leaves first, with its latest command")
-        handler.acknowledge(1)
-        handler.acknowledge(2)
-        handler.acknowledge(3)
-        handler.acknowledge(4)
-        #expect(handler.commands == [#"a "on""#, #"b "on""#, #"c "off""#, #"d "on""#, #"a "off""#])
+        #expect(handler.commands.last == #"c/set "off""#, "the oldest held topic leaves first, with its latest command")
+        for index in 1..<6 { handler.acknowledge(index) }
+        #expect(
+            handler.commands == [
+                #"a/set "on""#, #"b/set "on""#, #"c/set "off""#, #"alerts/x "on""#, #"alerts/x "off""#, #"a/set "off""#,
+            ]
+        )
         #expect(dispatcher.unfinishedCount == 0)
         #expect(dispatcher.unacknowledged.isEmpty)
     }
@@ -88,13 +92,13 @@ struct ActionDispatcherTests {
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
             maximumUnacknowledged: 1
         )
-        dispatcher.enqueue(Self.command("a", "on"))
-        dispatcher.enqueue(Self.command("b", "on"))
+        dispatcher.enqueue(Self.command("a/set", "on"))
+        dispatcher.enqueue(Self.command("b/set", "on"))
         #expect(dispatcher.unfinishedCount == 2)
         dispatcher.abandonUnacknowledged()
         #expect(dispatcher.unfinishedCount == 0)
         handler.acknowledge(0)  // a late acknowledgement of a forgotten command changes nothing
         #expect(dispatcher.unfinishedCount == 0)
-        #expect(handler.commands == [#"a "on""#])
+        #expect(handler.commands == [#"a/set "on""#])
     }
 }
