@@ -24,10 +24,17 @@
 //       SECONDS to PREFIX/actuators/dev-N/x/set and waits for every acknowledgement; reports its own CPU
 //       per message (getrusage), nothing else running in the process.
 //
+//   mqtt-load echo PORT PREFIX
+//       The floor under a transition: a rules engine in C with one hard-wired rule and nothing else
+//       (hot-0: fires above 25, clears at or below 23, a QoS 1 command from the message callback on
+//       PREFIX/actuators/dev-N/cooling-0/set). Prints `ready` once subscribed; on SIGTERM prints
+//       `messages=N` on stderr and exits.
+//
 // Prints one JSON object on stdout. Every client sets TCP_NODELAY.
 #include <mosquitto.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <signal.h>
 #include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -371,6 +378,51 @@ static int publish_cost(int port, int qos, double rate, double seconds, const ch
     return 0;
 }
 
+static const char *echo_prefix;
+static char echo_firing[1000000];
+
+static void on_echo_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *message) {
+    (void)obj;
+    atomic_fetch_add(&received, 1);
+    // PREFIX/sensors/dev-N/temperature with {"value":V,...}
+    const char *device = message->topic + prefix_length + strlen("/sensors/dev-");
+    long sensor = strtol(device, NULL, 10);
+    const char *found = message->payloadlen > 0 ? strstr((const char *)message->payload, "\"value\":") : NULL;
+    if (!found || sensor < 0 || sensor >= (long)sizeof echo_firing) return;
+    double value = strtod(found + 8, NULL);
+    const char *state = NULL;
+    if (!echo_firing[sensor] && value > 25) state = "on";
+    if (echo_firing[sensor] && value <= 23) state = "off";
+    if (!state) return;
+    echo_firing[sensor] = state[1] == 'n';
+    char topic[256], payload[256];
+    snprintf(topic, sizeof topic, "%s/actuators/dev-%ld/cooling-0/set", echo_prefix, sensor);
+    snprintf(payload, sizeof payload, "{\"state\":\"%s\",\"rule\":\"hot-0\",\"value\":%g}", state, value);
+    mosquitto_publish(mosq, NULL, topic, (int)strlen(payload), payload, 1, false);
+}
+
+static volatile sig_atomic_t echo_stop;
+static void on_echo_signal(int signal) {
+    (void)signal;
+    echo_stop = 1;
+}
+
+static int echo(int port, const char *prefix) {
+    echo_prefix = prefix;
+    signal(SIGTERM, on_echo_signal);
+    struct mosquitto *engine = connect_client("echo", port, 1);
+    mosquitto_message_callback_set(engine, on_echo_message);
+    char filter[256];
+    snprintf(filter, sizeof filter, "%s/sensors/+/temperature", prefix);
+    subscribe_and_wait(engine, filter, 1);
+    printf("ready\n");
+    fflush(stdout);
+    while (!echo_stop) usleep(10000);
+    fprintf(stderr, "messages=%ld\n", atomic_load(&received));
+    fflush(stderr);
+    _exit(0);
+}
+
 int main(int argc, char **argv) {
     mosquitto_lib_init();
     prctl(PR_SET_TIMERSLACK, 1UL);  // wake on time when pacing
@@ -382,6 +434,10 @@ int main(int argc, char **argv) {
         prefix_length = strlen(argv[7]);
         return latency(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), atol(argv[6]), argv[7],
                        strcmp(argv[8], "engine") == 0);
+    }
+    if (argc == 4 && strcmp(argv[1], "echo") == 0) {
+        prefix_length = strlen(argv[3]);
+        return echo(atoi(argv[2]), argv[3]);
     }
     if (argc == 7 && strcmp(argv[1], "publish-cost") == 0) {
         return publish_cost(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), argv[6]);
@@ -395,6 +451,7 @@ int main(int argc, char **argv) {
             "usage: mqtt-load throughput PORT QOS COUNT TOPICS PREFIX WAIT_FILTER WAIT_COUNT\n"
             "       mqtt-load latency PORT QOS RATE SECONDS TOPICS PREFIX broker|engine\n"
             "       mqtt-load storm PORT QOS RATE SECONDS TOPICS PREFIX transitions|steady\n"
-            "       mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX\n");
+            "       mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX\n"
+            "       mqtt-load echo PORT PREFIX\n");
     return 2;
 }

@@ -105,6 +105,8 @@ struct EngineUnderTest {
     enum Kind {
         case ours
         case peer(python: String)
+        /// `mqtt-load echo`: one hard-wired rule in C on libmosquitto, the floor under a transition.
+        case floor
     }
 
     var kind: Kind
@@ -115,8 +117,11 @@ struct EngineUnderTest {
     var options: [String] = []
 
     var name: String {
-        if case .ours = kind { return "rules-engine" }
-        return "python peer"
+        switch kind {
+        case .ours: "rules-engine"
+        case .peer: "python peer"
+        case .floor: "C engine, one rule"
+        }
     }
 
     /// Scenario 2's rules: 10 capture rules on PREFIX/sensors/{device}/temperature, the rest on other topics.
@@ -163,6 +168,8 @@ struct EngineUnderTest {
                     "bench-engine-\(UInt32.random(in: 0...UInt32.max))",
                 ] + options
             )
+        case .floor:
+            process = try ChildProcess(builtProductPath("mqtt-load"), ["echo", "\(broker.port)", prefix])
         case .peer(let python):
             process = try ChildProcess(
                 python,
