@@ -43,7 +43,9 @@ struct Run: AsyncParsableCommand {
             "Publish each transition as JSON on pipeline/engine/<client-id>/transitions (pipeline-monitor shows them)."
     )
     var announceTransitions = false
-    @Option(help: "Commands waiting for the broker's acknowledgement at most; past it they are held back, one per topic.")
+    @Option(
+        help: "Commands waiting for the broker's acknowledgement at most; past it they are held back, one per topic."
+    )
     var maxUnacknowledgedCommands: Int = 4_096
     @Flag(help: "Show every rule instance in Home Assistant (MQTT discovery, a binary_sensor of class problem).")
     var haDiscovery = false
