@@ -91,7 +91,7 @@ extension Evaluator {
                 events.append(
                     .flapping(
                         ruleID: rule.id,
-                        labels: labels(of: instances[slot], rule: rule),
+                        labels: Evaluator.labels(of: instances[slot], rule: rule),
                         timestamp: time,
                         isFlapping: clock.isFlapping,
                         percent: percent

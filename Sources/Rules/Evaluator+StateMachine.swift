@@ -111,7 +111,7 @@ extension Evaluator {
                 events.append(
                     .transitionsLimited(
                         ruleID: rule.id,
-                        labels: labels(of: instance, rule: rule),
+                        labels: Evaluator.labels(of: instance, rule: rule),
                         timestamp: time,
                         until: earliest
                     )
@@ -130,7 +130,7 @@ extension Evaluator {
         let conditions = core.isSingleCondition ? [] : conditionReports(ofInstance: slot, at: time)
         var reason =
             core.isSingleCondition
-            ? reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
+            ? Evaluator.reasonText(instance, problem: lastProblems[Int32(slot)], rule: rule, kind: kind)
             : combinedReason(rule: rule, conditions: conditions, kind: kind, time: time)
         if let cause { reason = "\(cause): \(reason)" }
         lastReasons[Int32(slot)] = reason
@@ -150,7 +150,7 @@ extension Evaluator {
                 instance.holdsSince = instance.holds ? time : nil
             }
         }
-        let labels = labels(of: instance, rule: rule)
+        let labels = Evaluator.labels(of: instance, rule: rule)
         let record = TransitionRecord(
             timestamp: time,
             ruleID: rule.id,
@@ -168,7 +168,7 @@ extension Evaluator {
                 .action(
                     FiredAction(
                         decision: record,
-                        action: render(
+                        action: Evaluator.render(
                             action,
                             rule: rule,
                             labels: labels,

@@ -29,11 +29,11 @@ extension Evaluator {
         return .success(value)
     }
 
-    func labels(of instance: Instance, rule: Rule) -> [Label] {
+    static func labels(of instance: Instance, rule: Rule) -> [Label] {
         zip(rule.captureNames, instance.labels).map { Label(name: $0, value: $1) }
     }
 
-    func reasonText(
+    static func reasonText(
         _ instance: Instance,
         problem lastProblem: ReadingProblem?,
         rule: Rule,
@@ -114,7 +114,7 @@ extension Evaluator {
         }
     }
 
-    func render(
+    static func render(
         _ action: Action,
         rule: Rule,
         labels: [Label],
