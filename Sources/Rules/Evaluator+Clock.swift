@@ -312,7 +312,7 @@ public struct WindowReport: Sendable, Hashable {
 
     /// `avg 5m = 31.2 (12 readings)`.
     public var summary: String {
-        let valueText = value.map { JSONValue.format($0) } ?? "unknown (\(unknownBecause ?? ""))"
+        let valueText = value.map { Evaluator.readable($0) } ?? "unknown (\(unknownBecause ?? ""))"
         return "\(window) = \(valueText) (\(samples) reading\(samples == 1 ? "" : "s"))"
     }
 }

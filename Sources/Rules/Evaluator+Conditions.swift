@@ -485,7 +485,7 @@ public struct ConditionReport: Sendable, Hashable {
     /// `name` or `topic`, `= value`, and the truth: one line of an audit or a reason.
     public var summary: String {
         let value = value.map { value -> String in
-            if case .number(let number) = value { return JSONValue.format(number) }
+            if case .number(let number) = value { return Evaluator.readable(number) }
             return value.jsonText
         }
         return "\(name ?? topic)=\(value ?? "none") (\(unknownBecause.map { "unknown: \($0)" } ?? truth.rawValue))"

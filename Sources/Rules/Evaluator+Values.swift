@@ -52,7 +52,7 @@ extension Evaluator {
         }
         let valueText =
             instance.lastValue.map { value -> String in
-                if case .number(let number) = value { return JSONValue.format(number) }
+                if case .number(let number) = value { return Evaluator.readable(number) }
                 return value.jsonText
             } ?? "no value"
         let condition = Evaluator.conditionText(rule.leaves[0], kind: kind)
@@ -202,6 +202,17 @@ extension Evaluator {
         add("value", value ?? .null)
         add("ts", .number(Double(time)))
         return .object(pairs)
+    }
+
+    /// A number for a reason text: rounded to 15 significant digits, so that a window's floating-point residue
+    /// (`30.706999999999994`) reads as `30.707`; integers up to 10^15 stay exact. Payloads keep the exact value.
+    public static func readable(_ value: Double) -> String {
+        guard value.isFinite, value != 0, value != value.rounded() else { return JSONValue.format(value) }
+        let magnitude = abs(value)
+        var scale = 1.0
+        while magnitude * scale < 1e14 { scale *= 10 }
+        while magnitude * scale >= 1e15 { scale /= 10 }
+        return JSONValue.format((value * scale).rounded() / scale)
     }
 
     /// A placeholder's value inside a URL: everything but unreserved characters percent-encoded.

@@ -376,3 +376,28 @@ import Testing
         #expect(outcome.transitions.map { "\($0.transition.rawValue)@\($0.timestamp)" } == ["fire@5000"])
     }
 }
+
+/// Reason texts show a number as people write it: a window's floating-point residue is rounded away.
+@Suite struct ReadableNumberTests {
+    @Test(arguments: [
+        (30.706999999999994 as Double, "30.707"), (30.200000000000003, "30.2"), (25.5, "25.5"), (-18.98, "-18.98"),
+        (0.1 + 0.2, "0.3"), (123_456_789_012.0, "123456789012"), (1e-7 * 3, "3e-07"), (0.0, "0"),
+    ])
+    func readable(_ value: Double, _ text: String) {
+        #expect(Evaluator.readable(value) == text)
+    }
+
+    @Test func aWindowsAverageReadsRoundedInTheReason() throws {
+        let outcome = Replay.run(
+            try loadRules(ruleFile("avg: 1m\nabove: 30")),
+            readings: ["29.9", "30.2"].enumerated().map {
+                Reading(topic: "sensors/d1/temperature", payload: $1, timestamp: Int64($0) * 1000)
+            }
+        )
+        #expect(
+            outcome.transitions.first?.reason == "avg 1m = 30.05 above 30",
+            "(29.9 + 30.2) / 2 = 30.049999999999997"
+        )
+        #expect(outcome.transitions.allSatisfy { !$0.reason.contains("0000000") })
+    }
+}
