@@ -97,6 +97,7 @@ let package = Package(
             name: "RulesEngineDaemon",
             dependencies: [
                 "FileFormats", "InputFiles", "MQTT", "Rules", "ServiceSupport",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

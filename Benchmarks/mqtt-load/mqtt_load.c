@@ -19,11 +19,6 @@
 //       PREFIX/actuators/+/+/set (QoS 1) until every expected one came or none came for 10 s, and reports
 //       when the last one arrived after the last reading was published (`drain_seconds`).
 //
-//   mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX
-//       The floor under a command: a threaded libmosquitto client (as the engine's) publishes at RATE/s for
-//       SECONDS to PREFIX/actuators/dev-N/x/set and waits for every acknowledgement; reports its own CPU
-//       per message (getrusage), nothing else running in the process.
-//
 //   mqtt-load echo PORT PREFIX
 //       The floor under a transition: a rules engine in C with one hard-wired rule and nothing else
 //       (hot-0: fires above 25, clears at or below 23, a QoS 1 command from the message callback on
@@ -35,7 +30,6 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -335,49 +329,6 @@ static int storm(int port, int qos, double rate, double seconds, long topics, co
     return atomic_load(&received) >= expected ? 0 : 3;
 }
 
-static atomic_long acknowledged;
-
-static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
-    (void)mosq;
-    (void)obj;
-    (void)mid;
-    atomic_fetch_add(&acknowledged, 1);
-}
-
-static double cpu_seconds(void) {
-    struct rusage usage;
-    getrusage(RUSAGE_SELF, &usage);
-    return (double)usage.ru_utime.tv_sec + (double)usage.ru_utime.tv_usec / 1e6 + (double)usage.ru_stime.tv_sec +
-           (double)usage.ru_stime.tv_usec / 1e6;
-}
-
-static int publish_cost(int port, int qos, double rate, double seconds, const char *prefix) {
-    struct mosquitto *pub = connect_client("cost", port, 1);
-    mosquitto_publish_callback_set(pub, on_publish);
-    char topic[256];
-    const char *payload = "{\"state\":\"on\",\"rule\":\"hot-0\",\"reason\":\"value 25.5 above 25\",\"value\":25.5,"
-                          "\"ts\":1796466339372}";
-    long total = (long)(rate * seconds);
-    double before = cpu_seconds();
-    int64_t start = now_ns();
-    for (long i = 0; i < total; i++) {
-        int64_t due = start + (int64_t)((double)i * 1e9 / rate);
-        struct timespec wake = {.tv_sec = due / 1000000000, .tv_nsec = due % 1000000000};
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &wake, NULL) != 0) {
-        }
-        snprintf(topic, sizeof topic, "%s/actuators/dev-%ld/x/set", prefix, i % 1000);
-        publish(pub, topic, payload, qos);
-    }
-    while (qos > 0 && atomic_load(&acknowledged) < total && now_ns() - start < (int64_t)(seconds * 4e9)) usleep(1000);
-    double cpu = cpu_seconds() - before;
-    printf("{\"sent\":%ld,\"acknowledged\":%ld,\"cpu_seconds\":%.6f,\"cpu_us_per_message\":%.3f}\n", total,
-           atomic_load(&acknowledged), cpu, cpu * 1e6 / (double)total);
-    fflush(stdout);
-    mosquitto_disconnect(pub);
-    mosquitto_loop_stop(pub, false);
-    return 0;
-}
-
 static const char *echo_prefix;
 static char echo_firing[1000000];
 
@@ -439,9 +390,6 @@ int main(int argc, char **argv) {
         prefix_length = strlen(argv[3]);
         return echo(atoi(argv[2]), argv[3]);
     }
-    if (argc == 7 && strcmp(argv[1], "publish-cost") == 0) {
-        return publish_cost(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), argv[6]);
-    }
     if (argc == 9 && strcmp(argv[1], "storm") == 0) {
         prefix_length = strlen(argv[7]);
         return storm(atoi(argv[2]), atoi(argv[3]), atof(argv[4]), atof(argv[5]), atol(argv[6]), argv[7],
@@ -451,7 +399,6 @@ int main(int argc, char **argv) {
             "usage: mqtt-load throughput PORT QOS COUNT TOPICS PREFIX WAIT_FILTER WAIT_COUNT\n"
             "       mqtt-load latency PORT QOS RATE SECONDS TOPICS PREFIX broker|engine\n"
             "       mqtt-load storm PORT QOS RATE SECONDS TOPICS PREFIX transitions|steady\n"
-            "       mqtt-load publish-cost PORT QOS RATE SECONDS PREFIX\n"
             "       mqtt-load echo PORT PREFIX\n");
     return 2;
 }

@@ -1,4 +1,5 @@
 import CoreMetrics
+import DequeModule
 import Logging
 import Rules
 import Synchronization
@@ -35,22 +36,12 @@ public final class ActionDispatcher: Sendable {
         var started: [UInt64: (action: FiredAction, handler: Int)] = [:]
         /// Held back while `started` is full: the latest action per topic, and the topics in order.
         var held: [String: (action: FiredAction, handler: Int)] = [:]
-        var heldOrder: [String] = []
-        var heldHead = 0
+        var heldOrder: Deque<String> = []
         var heldSerial: UInt64 = 0
-
-        var heldCount: Int { heldOrder.count - heldHead }
 
         /// Reserves a slot for the oldest held action, if there is one.
         mutating func startNextHeld() -> (key: UInt64, action: FiredAction, handler: Int)? {
-            guard heldHead < heldOrder.count else { return nil }
-            let topic = heldOrder[heldHead]
-            heldHead += 1
-            if heldHead == heldOrder.count {
-                heldOrder.removeAll(keepingCapacity: true)
-                heldHead = 0
-            }
-            guard let entry = held.removeValue(forKey: topic) else { return nil }
+            guard let topic = heldOrder.popFirst(), let entry = held.removeValue(forKey: topic) else { return nil }
             defer { next += 1 }
             started[next] = entry
             return (next, entry.action, entry.handler)
@@ -125,7 +116,7 @@ public final class ActionDispatcher: Sendable {
             case held(replacing: Bool, total: Int)
         }
         let decision = immediate.withLock { state -> Decision in
-            guard state.started.count >= maximumUnacknowledged || state.heldCount > 0 else {
+            guard state.started.count >= maximumUnacknowledged || state.heldOrder.count > 0 else {
                 defer { state.next += 1 }
                 state.started[state.next] = (action, index)
                 return .start(state.next)
@@ -134,7 +125,7 @@ public final class ActionDispatcher: Sendable {
             let topic = ActionDispatcher.holdingKey(of: action, serial: state.heldSerial)
             let replacing = state.held.updateValue((action, index), forKey: topic) != nil
             if !replacing { state.heldOrder.append(topic) }
-            return .held(replacing: replacing, total: state.heldCount)
+            return .held(replacing: replacing, total: state.heldOrder.count)
         }
         switch decision {
         case .start(let key):
@@ -208,7 +199,7 @@ public final class ActionDispatcher: Sendable {
     public var unacknowledged: [FiredAction] {
         immediate.withLock { state in
             state.started.sorted { $0.key < $1.key }.map(\.value.action)
-                + state.heldOrder[state.heldHead...].compactMap { state.held[$0]?.action }
+                + state.heldOrder.compactMap { state.held[$0]?.action }
         }
     }
 
@@ -217,7 +208,7 @@ public final class ActionDispatcher: Sendable {
     public func abandonUnacknowledged() {
         let count = immediate.withLock { state in
             defer { state = Immediate(next: state.next) }
-            return state.started.count + state.heldCount
+            return state.started.count + state.heldOrder.count
         }
         unfinished.subtract(count, ordering: .relaxed)
     }

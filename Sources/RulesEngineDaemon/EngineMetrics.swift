@@ -121,18 +121,14 @@ final class TransitionCounters: Sendable {
     func increment(rule: String, transition: TransitionKind) {
         let pair = counters.withLock { counters in
             if let pair = counters[rule] { return pair }
-            let pair = (
-                fire: Counter(
+            let counter = { (kind: TransitionKind) in
+                Counter(
                     label: "sensor_pipeline_rule_transitions_total",
-                    dimensions: [("rule", rule), ("transition", TransitionKind.fire.rawValue)],
-                    factory: factory
-                ),
-                clear: Counter(
-                    label: "sensor_pipeline_rule_transitions_total",
-                    dimensions: [("rule", rule), ("transition", TransitionKind.clear.rawValue)],
-                    factory: factory
+                    dimensions: [("rule", rule), ("transition", kind.rawValue)],
+                    factory: self.factory
                 )
-            )
+            }
+            let pair = (fire: counter(.fire), clear: counter(.clear))
             counters[rule] = pair
             return pair
         }

@@ -15,13 +15,13 @@ public struct PublishActionHandler: ActionHandler {
     }
 
     public func perform(_ action: FiredAction) async throws {
-        guard case .publish(let topic, let payload, let qos, let retain) = action.action else { return }
-        try await client.publish(
-            RenderedAction.payloadText(payload).utf8,
-            to: topic,
-            qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
-            retain: retain
-        )
+        try await withCheckedThrowingContinuation { continuation in
+            do {
+                try start(action) { continuation.resume(with: $0) }
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }
     }
 }
 

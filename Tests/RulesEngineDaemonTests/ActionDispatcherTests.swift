@@ -53,13 +53,17 @@ struct ActionDispatcherTests {
         )
     }
 
-    @Test func commandsPastTheBoundAreHeldBackOnePerTopicAndLeaveInOrder() {
-        let handler = ManualHandler()
-        let dispatcher = ActionDispatcher(
+    static func dispatcher(_ handler: ManualHandler, maximumUnacknowledged: Int) -> ActionDispatcher {
+        ActionDispatcher(
             handlers: [handler],
             logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-            maximumUnacknowledged: 2
+            maximumUnacknowledged: maximumUnacknowledged
         )
+    }
+
+    @Test func commandsPastTheBoundAreHeldBackOnePerTopicAndLeaveInOrder() {
+        let handler = ManualHandler()
+        let dispatcher = Self.dispatcher(handler, maximumUnacknowledged: 2)
         for (topic, state) in [
             ("a/set", "on"), ("b/set", "on"), ("c/set", "on"), ("c/set", "off"), ("alerts/x", "on"),
             ("alerts/x", "off"), ("a/set", "off"),
@@ -87,11 +91,7 @@ struct ActionDispatcherTests {
 
     @Test func abandoningAtShutdownForgetsWhatWasStartedAndHeld() {
         let handler = ManualHandler()
-        let dispatcher = ActionDispatcher(
-            handlers: [handler],
-            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() },
-            maximumUnacknowledged: 1
-        )
+        let dispatcher = Self.dispatcher(handler, maximumUnacknowledged: 1)
         dispatcher.enqueue(Self.command("a/set", "on"))
         dispatcher.enqueue(Self.command("b/set", "on"))
         #expect(dispatcher.unfinishedCount == 2)
