@@ -9,12 +9,17 @@ public final class ChildProcess: Sendable {
     private let lines = LockedLines()
     private let stderrPath: String
 
+    /// When the process was seen to exit (by the thread that reaped it), or nil before. A duration measured
+    /// to this instant does not include the time a busy test run takes to resume the waiting task.
+    public var exitedAt: ContinuousClock.Instant? { lines.withLock { $0.exitedAt } }
+
     private final class LockedLines: Sendable {
         struct State {
             var lines: [String] = []
             var closed = false
             var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
             var closeWaiters: [CheckedContinuation<Void, Never>] = []
+            var exitedAt: ContinuousClock.Instant?
         }
         let state = Mutex(State())
 
@@ -160,9 +165,11 @@ public final class ChildProcess: Sendable {
     public func waitForExit() async -> Int32 {
         let pid = self.pid
         return await withCheckedContinuation { continuation in
-            Thread {
+            Thread { [lines] in
                 var status: Int32 = 0
                 waitpid(pid, &status, 0)
+                let now = ContinuousClock.now
+                lines.withLock { $0.exitedAt = $0.exitedAt ?? now }
                 let exited = status & 0x7f == 0
                 continuation.resume(returning: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f))
             }.start()

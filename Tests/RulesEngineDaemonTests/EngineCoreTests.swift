@@ -34,7 +34,7 @@ struct EngineCoreTests {
     /// Commands reach the actuators in the order they were decided (the audit trail's order), even when
     /// a timer on the clock's thread and a reading on the network thread decide at the same moment: a
     /// `stale` fire and a late reading's clear must never arrive as off-then-on.
-    @Test func commandsAreDeliveredInTheOrderTheyWereDecided() throws {
+    @Test func commandsAreDeliveredInTheOrderTheyWereDecided() async throws {
         let ruleSet = try RuleLoader.load([
             RuleSource(
                 path: "rules.yaml",
@@ -65,23 +65,27 @@ struct EngineCoreTests {
             audit: try AuditTrail(path: auditPath),
             logger: logger
         )
-        let clock = Atomic<Int64>(0)
+        let clock = SharedClock()
         let rounds = 20_000
-        let readings = Thread {
-            for index in 0..<rounds {
-                let time = clock.add(1, ordering: .relaxed).newValue
-                let payload = Array((index % 3 == 0 ? "60" : "40").utf8)
-                core.handle(MQTTMessage(topic: "sensors/d\(index % 4)/temperature", payload: payload), at: time)
+        // Two threads of their own, awaited without holding one of the test run's few threads.
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                await Self.onAThread {
+                    for index in 0..<rounds {
+                        let time = clock.tick()
+                        let payload = Array((index % 3 == 0 ? "60" : "40").utf8)
+                        core.handle(MQTTMessage(topic: "sensors/d\(index % 4)/temperature", payload: payload), at: time)
+                    }
+                }
+            }
+            group.addTask {
+                await Self.onAThread {
+                    for _ in 0..<rounds {
+                        core.advance(to: clock.tick())
+                    }
+                }
             }
         }
-        let ticks = Thread {
-            for _ in 0..<rounds {
-                core.advance(to: clock.add(1, ordering: .relaxed).newValue)
-            }
-        }
-        readings.start()
-        ticks.start()
-        while !readings.isFinished || !ticks.isFinished { usleep(1000) }
 
         let audited = try String(contentsOfFile: auditPath, encoding: .utf8).split(separator: "\n").compactMap {
             line -> String? in
@@ -95,6 +99,20 @@ struct EngineCoreTests {
         #expect(delivered.count == audited.count)
         let firstDifference = zip(delivered, audited).enumerated().first { $0.element.0 != $0.element.1 }
         #expect(firstDifference == nil, "delivered out of order at command \(firstDifference?.offset ?? -1)")
+    }
+
+    final class SharedClock: Sendable {
+        private let now = Atomic<Int64>(0)
+        func tick() -> Int64 { now.add(1, ordering: .relaxed).newValue }
+    }
+
+    static func onAThread(_ body: @escaping @Sendable () -> Void) async {
+        await withCheckedContinuation { continuation in
+            Thread {
+                body()
+                continuation.resume()
+            }.start()
+        }
     }
 
     /// A full disk under `--audit` is counted and logged, not ignored; evaluation goes on.
