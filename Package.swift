@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "sensor-sim", targets: ["sensor-sim"]),
         .executable(name: "pipeline-monitor", targets: ["pipeline-monitor"]),
         .library(name: "MQTT", targets: ["MQTT"]),
+        .library(name: "NATS", targets: ["NATS"]),
         .library(name: "Rules", targets: ["Rules"]),
     ],
     dependencies: [
@@ -41,6 +42,35 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // nats.c, as the system provides it (Debian: libnats-dev).
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
+        ),
+        // The only importer of CNATS: a Sendable, async NATS client (core, JetStream streams, key-value) with
+        // no C type in its API.
+        .target(
+            name: "NATS",
+            dependencies: [
+                "CNATS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Partition leases in a NATS key-value bucket: at most one engine per partition, a fair share each.
+        .target(
+            name: "PartitionLeases",
+            dependencies: [
+                "NATS",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Starts real nats-server nodes (JetStream, MQTT listener, clusters) for tests.
+        .target(
+            name: "NATSTestSupport",
+            dependencies: ["MQTT", "MQTTTestSupport"]
         ),
         // Starts real mosquitto brokers for tests.
         .target(
@@ -233,6 +263,26 @@ let package = Package(
                 "MQTT", "Rules", "MQTTTestSupport", "AllocationCounter", "mqtt-load", "rules-engine", "sensor-sim",
             ],
             path: "Benchmarks/pipeline-bench"
+        ),
+        .testTarget(
+            name: "PartitionLeasesTests",
+            dependencies: [
+                "PartitionLeases",
+                "NATS",
+                "NATSTestSupport",
+                "MQTT",
+                "MQTTTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "NATSTests",
+            dependencies: [
+                "NATS",
+                "NATSTestSupport",
+                "MQTT",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "MQTTTests",

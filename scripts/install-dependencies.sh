@@ -6,11 +6,12 @@
 # prometheus: its promtool checks /metrics and docs/prometheus/rules.yml (the server itself is not used).
 # python3-jsonschema: the schema test validates rule and device files against docs/schema/ with it.
 # prometheus-alertmanager: the --alertmanager test runs it on a loopback port (its packaged service is not used).
-# nats-server: an MQTT 3.1.1-only broker (its MQTT listener) the engine is tested against.
+# nats-server: an MQTT 3.1.1-only broker (its MQTT listener) the engine is tested against, and the JetStream
+# server the NATS client is tested against. libnats-dev: nats.c, the C library the NATS module wraps.
 set -euo pipefail
 
 needed=()
-for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus prometheus-alertmanager python3-jsonschema nats-server; do
+for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus prometheus-alertmanager python3-jsonschema nats-server libnats-dev; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ "${#needed[@]}" -gt 0 ]; then
