@@ -319,7 +319,8 @@ let package = Package(
         .testTarget(
             name: "ProgramTests",
             dependencies: [
-                "MQTT", "MQTTTestSupport", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
+                "MQTT", "MQTTTestSupport",
+                "NATSTestSupport", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
             ]
         ),
     ]

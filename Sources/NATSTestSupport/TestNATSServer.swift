@@ -60,6 +60,19 @@ public final class TestNATSServer: Sendable {
         try await start(waitingForReady: cluster == nil)
     }
 
+    /// Starts a server with a whole configuration the test wrote (a shipped one with its ports replaced, say),
+    /// without waiting for it to be ready (a cluster node waits for its peers: `waitUntilReady()`).
+    public init(configuration: String, clientPort: Int, mqttPort: Int?, clusterPort: Int?) async throws {
+        let directory = try TestBroker.makeDirectory()
+        self.directory = directory
+        self.clientPort = clientPort
+        self.mqttPort = mqttPort
+        self.clusterPort = clusterPort
+        try configuration.replacingOccurrences(of: "$DIRECTORY", with: directory)
+            .write(toFile: directory + "/nats.conf", atomically: true, encoding: .utf8)
+        try await start(waitingForReady: false)
+    }
+
     /// Free ports for the nodes of a cluster of `count`.
     public static func clusterPorts(_ count: Int) throws -> [(client: Int, route: Int)] {
         try (0..<count).map { _ in (try TestBroker.freePort(), try TestBroker.freePort()) }

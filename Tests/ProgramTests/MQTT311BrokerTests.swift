@@ -1,6 +1,7 @@
 import Foundation
 import MQTT
 import MQTTTestSupport
+import NATSTestSupport
 import Testing
 
 /// The engine against a broker nobody here wrote that speaks only MQTT 3.1.1: Debian's `nats-server` with its
@@ -11,7 +12,7 @@ struct MQTT311BrokerTests {
     /// go out; a reading published while the engine is stopped is evaluated after its restart (the session
     /// persists: clean session off).
     @Test func theEngineFallsBackToMQTT311AndKeepsItsSession() async throws {
-        let nats = try await TestNATS()
+        let nats = try await TestNATSServer(mqtt: true)
         let prefix = uniqueTopicPrefix("nats")
         let rulesDirectory = try TestBroker.makeDirectory()
         try """
@@ -26,7 +27,7 @@ struct MQTT311BrokerTests {
               - publish: {topic: "\(prefix)/actuators/{room}/fan/set", payload: {state: "off"}}
         """.write(toFile: rulesDirectory + "/rules.yaml", atomically: true, encoding: .utf8)
 
-        var configuration = MQTTConfiguration(broker: nats.mqttURL, clientID: "\(prefix)-observer")
+        var configuration = MQTTConfiguration(broker: try #require(nats.mqttURL), clientID: "\(prefix)-observer")
         configuration.protocolVersion = .v311
         let observer = try MQTTClient(configuration: configuration)
         configuration.clientID = "\(prefix)-publisher"
@@ -46,7 +47,8 @@ struct MQTT311BrokerTests {
         try await observer.subscribe(to: ["\(prefix)/actuators/+/fan/set"], qos: .atLeastOnce)
 
         let arguments = [
-            "run", "--rules", rulesDirectory, "--broker", nats.mqttURL.description, "--client-id", "\(prefix)-engine",
+            "run", "--rules", rulesDirectory, "--broker", try #require(nats.mqttURL).description, "--client-id",
+            "\(prefix)-engine",
         ]
         let first = try ChildProcess(builtProductPath("rules-engine"), arguments)
         try await first.waitForLine("ready")
@@ -69,47 +71,17 @@ struct MQTT311BrokerTests {
 
     /// `--mqtt-version 5` is taken at its word: no fallback, the refusal is the error.
     @Test func anExplicitMQTT5IsNotDowngraded() async throws {
-        let nats = try await TestNATS()
+        let nats = try await TestNATSServer(mqtt: true)
         let engine = try ChildProcess(
             builtProductPath("rules-engine"),
             [
-                "run", "--rules", RulesEngineCommandTests.packageRoot + "/rules", "--broker", nats.mqttURL.description,
+                "run", "--rules", RulesEngineCommandTests.packageRoot + "/rules", "--broker",
+                try #require(nats.mqttURL).description,
                 "--mqtt-version", "5",
             ]
         )
         #expect(await engine.waitForExit(killingAfter: .seconds(30)) == 1)
         #expect(engine.standardError.contains("Unsupported Protocol Version"), "\(engine.standardError)")
         await nats.stop()
-    }
-}
-
-/// A private `nats-server` with JetStream and its MQTT listener on free loopback ports.
-struct TestNATS {
-    let mqttURL: BrokerURL
-    let process: ChildProcess
-
-    init() async throws {
-        let directory = try TestBroker.makeDirectory()
-        let clientPort = try TestBroker.freePort()
-        let mqttPort = try TestBroker.freePort()
-        try """
-        listen: 127.0.0.1:\(clientPort)
-        server_name: test-\(clientPort)
-        jetstream { store_dir: "\(directory)/jetstream" }
-        mqtt { listen: 127.0.0.1:\(mqttPort) }
-        """.write(toFile: directory + "/nats.conf", atomically: true, encoding: .utf8)
-        let process = try ChildProcess("nats-server", ["-c", directory + "/nats.conf"])
-        self.process = process
-        mqttURL = try BrokerURL(parsing: "mqtt://127.0.0.1:\(mqttPort)")
-        try await withTimeout(.seconds(30), "nats-server ready") {
-            while !process.standardError.contains("Server is ready") {
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-    }
-
-    func stop() async {
-        process.signal(SIGTERM)
-        _ = await process.waitForExit(killingAfter: .seconds(10))
     }
 }
