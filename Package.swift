@@ -67,6 +67,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // Partition snapshots in a NATS key-value bucket, fenced by revision, in chunks.
+        .target(
+            name: "PartitionState",
+            dependencies: ["NATS", "Rules"]
+        ),
         // Starts real nats-server nodes (JetStream, MQTT listener, clusters) for tests.
         .target(
             name: "NATSTestSupport",
@@ -272,6 +277,17 @@ let package = Package(
                 "NATSTestSupport",
                 "MQTT",
                 "MQTTTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "PartitionStateTests",
+            dependencies: [
+                "PartitionState",
+                "NATS",
+                "NATSTestSupport",
+                "Rules",
+                "MQTT",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -69,7 +69,8 @@ func natsStreamMessageCallback(
             subject: subjectOf(message),
             payload: payloadOf(message),
             streamSequence: metadata.pointee.Sequence.Stream,
-            storedAtNanoseconds: metadata.pointee.Timestamp
+            storedAtNanoseconds: metadata.pointee.Timestamp,
+            pendingAfter: metadata.pointee.NumPending
         )
     )
 }

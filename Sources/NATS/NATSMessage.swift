@@ -22,13 +22,23 @@ public struct NATSStreamMessage: Sendable, Hashable {
     public var streamSequence: UInt64
     /// When the stream stored it, in nanoseconds since the Unix epoch.
     public var storedAtNanoseconds: Int64
+    /// How many messages of the reader's filter the stream held after this one when it was delivered: 0 means
+    /// the reader has caught up with the stream (what came before was a backlog, what follows is live).
+    public var pendingAfter: UInt64
 
     /// Creates a message.
-    public init(subject: String, payload: [UInt8], streamSequence: UInt64, storedAtNanoseconds: Int64) {
+    public init(
+        subject: String,
+        payload: [UInt8],
+        streamSequence: UInt64,
+        storedAtNanoseconds: Int64,
+        pendingAfter: UInt64 = 0
+    ) {
         self.subject = subject
         self.payload = payload
         self.streamSequence = streamSequence
         self.storedAtNanoseconds = storedAtNanoseconds
+        self.pendingAfter = pendingAfter
     }
 }
 

@@ -53,6 +53,8 @@ struct NATSConnectionTests {
             var read: [String] = []
             var iterator = reader.makeAsyncIterator()
             while read.count < 3, let message = await iterator.next() {
+                // The backlog counts down to 0: caught up.
+                #expect(message.pendingAfter == 5 - message.streamSequence)
                 read.append(
                     "\(message.streamSequence) \(message.subject) \(String(decoding: message.payload, as: UTF8.self))"
                 )
