@@ -114,6 +114,23 @@ struct NATSConnectionTests {
         await server.stop()
     }
 
+    /// A reader must learn that its connection is gone: the sequences end when the connection closes.
+    @Test func subscriptionsEndWhenTheConnectionCloses() async throws {
+        let server = try await TestNATSServer()
+        let connection = try await Self.connect(server, "closing")
+        try await connection.createStream(named: "CLOSING", subjects: ["closing.>"])
+        let core = try connection.subscribe(to: "closing-core.>")
+        let stream = try connection.readStream("CLOSING", filter: "closing.>")
+        try await connection.flush()
+        connection.close()
+        try await withTimeout(.seconds(10), "both sequences ending") {
+            for await _ in core {}
+            for await _ in stream {}
+        }
+        await #expect(throws: NATSError.self) { try await connection.publishToStream([1], subject: "closing.x") }
+        await server.stop()
+    }
+
     @Test func aServerThatIsNotThereIsAClearError() async throws {
         let port = try TestNATSServer.clusterPorts(1)[0].client
         let error = await #expect(throws: NATSError.self) {
