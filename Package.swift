@@ -266,6 +266,7 @@ let package = Package(
             name: "pipeline-bench",
             dependencies: [
                 "MQTT", "Rules", "MQTTTestSupport", "AllocationCounter", "mqtt-load", "rules-engine", "sensor-sim",
+                "NATS", "NATSTestSupport", "PartitionLeases", .product(name: "Logging", package: "swift-log"),
             ],
             path: "Benchmarks/pipeline-bench"
         ),

@@ -4,7 +4,8 @@
 //   swift run -c release pipeline-bench [--smoke] [--json FILE] [--runs N] [--skip-peer] [--only 1,2,...]
 //
 // Scenarios: 1 broker ceiling, 2 engine throughput, 3 latency, 4 in process, 5 memory, 6 simulator,
-// 7 Python peer, 8 decisions (CPU per transition beside a C engine and the peer; the storm).
+// 7 Python peer, 8 decisions (CPU per transition beside a C engine and the peer; the storm), 9 scale-out ingest
+// (readings into nats-server's MQTT listener and a JetStream stream, beside mosquitto).
 
 import Foundation
 import MQTTTestSupport
@@ -536,6 +537,40 @@ if want(8) {
                 + (median(received) < expected ? " (the rest superseded)" : "") + ", \(Int(achieved)) readings/s"
         )
         report.add(8, "\(label): engine peak RSS", median(peaks), "MB", "the Python peer: 23 MB in the issue's run")
+    }
+}
+
+// 9. Scale-out ingest: QoS 1 readings into the NATS layout of docs/scale-out.md, beside the same into mosquitto.
+if want(9) {
+    let readings = smoke ? 2_000 : 100_000
+    var mosquittoRuns: [ScaleOutIngest.Result] = []
+    var singleRuns: [ScaleOutIngest.Result] = []
+    var clusterRuns: [ScaleOutIngest.Result] = []
+    var nativeRuns: [ScaleOutIngest.Result] = []
+    for _ in 0..<runs {
+        mosquittoRuns.append(try await ScaleOutIngest.intoMosquitto(broker, count: readings))
+        singleRuns.append(try await ScaleOutIngest.intoNATS(nodes: 1, readings: readings))
+        clusterRuns.append(try await ScaleOutIngest.intoNATS(nodes: 3, readings: readings))
+        nativeRuns.append(try await ScaleOutIngest.intoNATS(nodes: 3, readings: readings, natively: true))
+    }
+    let mosquittoCPU = median(mosquittoRuns.map(\.cpuMicrosecondsPerReading))
+    for (label, results) in [
+        ("mosquitto, MQTT QoS 1", mosquittoRuns), ("nats-server, MQTT QoS 1 -> stream R1", singleRuns),
+        ("3 nats-servers on this machine, MQTT QoS 1 -> stream R3", clusterRuns),
+        ("3 nats-servers on this machine, core NATS publish -> stream R3", nativeRuns),
+    ] {
+        let stalled = results.filter(\.stalled).count
+        let stored = results.map(\.stored).min() ?? 0
+        report.add(
+            9,
+            "ingest into \(label)",
+            median(results.map(\.readingsPerSecond)),
+            "readings/s",
+            "\(stored) of \(readings) stored (fewest of \(results.count) runs)"
+                + (stalled > 0 ? "; \(stalled) run(s) stalled (the load gave up after 120 s)" : "")
+        )
+        let cpu = median(results.map(\.cpuMicrosecondsPerReading))
+        report.add(9, "  broker CPU per reading, \(label)", cpu, "µs", "\(ratio(cpu, mosquittoCPU)) of mosquitto's")
     }
 }
 

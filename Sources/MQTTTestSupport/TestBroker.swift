@@ -80,6 +80,9 @@ public final class TestBroker: Sendable {
         }
     }
 
+    /// The broker's process id while it runs (for its CPU time in /proc).
+    public var processID: pid_t? { pid.withLock { $0 } }
+
     /// `mqtt://127.0.0.1:PORT`.
     public var url: BrokerURL { BrokerURL(host: "127.0.0.1", port: port) }
 

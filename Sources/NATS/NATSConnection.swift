@@ -129,6 +129,11 @@ public final class NATSConnection: Sendable {
         try await offload { [handle] in try handle.publishToStream(payload, subject: subject) }
     }
 
+    /// How many messages a stream holds now.
+    public func messageCount(inStream stream: String) async throws -> UInt64 {
+        try await offload { [handle] in try handle.messageCount(inStream: stream) }
+    }
+
     /// Reads a stream in order, from `sequence` on (0: from its first message), then live: an ordered
     /// consumer that nats.c recreates at the next sequence after a gap or a server failover.
     public func readStream(

@@ -163,6 +163,15 @@ final class NATSHandle: @unchecked Sendable {
         return (0..<Int(subjects.Count)).compactMap { index in list[index].Subject.map { String(cString: $0) } }
     }
 
+    func messageCount(inStream stream: String) throws -> UInt64 {
+        var code = jsErrCode(rawValue: 0)
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        let status = js_GetStreamInfo(&info, jetStream, stream, nil, &code)
+        try Self.check(status, "reading the state of stream '\(stream)'", code: code)
+        defer { if let info { jsStreamInfo_Destroy(info) } }
+        return info?.pointee.State.Msgs ?? 0
+    }
+
     /// An ordered consumer: ephemeral, no acknowledgements, recreated by nats.c after a gap, delivering in
     /// stream order from `startSequence` (0: from the first message).
     func readStream(

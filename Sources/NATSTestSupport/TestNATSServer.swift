@@ -33,31 +33,49 @@ public final class TestNATSServer: Sendable {
     ) async throws {
         let directory = try TestBroker.makeDirectory()
         self.directory = directory
-        let clientPort = try cluster.map { $0.ports[$0.index].client } ?? TestBroker.freePort()
-        self.clientPort = clientPort
-        self.mqttPort = mqtt ? try TestBroker.freePort() : nil
         self.clusterPort = cluster.map { $0.ports[$0.index].route }
-        var configuration = """
-            listen: 127.0.0.1:\(clientPort)
-            server_name: n\(clientPort)
-            jetstream { store_dir: "\(directory)/jetstream" }
-
-            """
-        if let mqttPort { configuration += "mqtt { listen: 127.0.0.1:\(mqttPort) }\n" }
-        if let cluster {
-            let routes = cluster.ports.map { "nats-route://127.0.0.1:\($0.route)" }.joined(separator: ", ")
-            configuration += """
-                cluster {
-                  name: test-cluster
-                  listen: 127.0.0.1:\(cluster.ports[cluster.index].route)
-                  routes: [\(routes)]
-                }
+        // Another test's server can take a free port between our check and this server's bind: a single
+        // node tries other ports (a cluster node's ports are in its peers' configurations: it fails clearly).
+        var attempt = 0
+        while true {
+            let ports = try Self.freePorts(2)
+            let clientPort = cluster.map { $0.ports[$0.index].client } ?? ports[0]
+            let mqttPort = mqtt ? ports[1] : nil
+            var configuration = """
+                listen: 127.0.0.1:\(clientPort)
+                server_name: n\(clientPort)
+                jetstream { store_dir: "\(directory)/jetstream" }
 
                 """
+            if let mqttPort { configuration += "mqtt { listen: 127.0.0.1:\(mqttPort) }\n" }
+            if let cluster {
+                let routes = cluster.ports.map { "nats-route://127.0.0.1:\($0.route)" }.joined(separator: ", ")
+                configuration += """
+                    cluster {
+                      name: test-cluster
+                      listen: 127.0.0.1:\(cluster.ports[cluster.index].route)
+                      routes: [\(routes)]
+                    }
+
+                    """
+            }
+            configuration += extraConfiguration + "\n"
+            try configuration.write(toFile: directory + "/nats.conf", atomically: true, encoding: .utf8)
+            let child = try ChildProcess("nats-server", ["-c", directory + "/nats.conf"])
+            do {
+                if cluster == nil { try await Self.waitUntilReady(child, port: clientPort) }
+                self.clientPort = clientPort
+                self.mqttPort = mqttPort
+                process.withLock { $0 = child }
+                return
+            } catch let error as TestBrokerError
+                where error.description.contains("address already in use") && attempt < 5
+            {
+                attempt += 1
+                child.signal(SIGKILL)
+                _ = await child.waitForExit()
+            }
         }
-        configuration += extraConfiguration + "\n"
-        try configuration.write(toFile: directory + "/nats.conf", atomically: true, encoding: .utf8)
-        try await start(waitingForReady: cluster == nil)
     }
 
     /// Starts a server with a whole configuration the test wrote (a shipped one with its ports replaced, say),
@@ -75,7 +93,18 @@ public final class TestNATSServer: Sendable {
 
     /// Free ports for the nodes of a cluster of `count`.
     public static func clusterPorts(_ count: Int) throws -> [(client: Int, route: Int)] {
-        try (0..<count).map { _ in (try TestBroker.freePort(), try TestBroker.freePort()) }
+        let ports = try freePorts(count * 2)
+        return (0..<count).map { (ports[2 * $0], ports[2 * $0 + 1]) }
+    }
+
+    /// `count` free ports, all different (each one alone is free; two picks can be the same port).
+    public static func freePorts(_ count: Int) throws -> [Int] {
+        var ports: [Int] = []
+        while ports.count < count {
+            let port = try TestBroker.freePort()
+            if !ports.contains(port) { ports.append(port) }
+        }
+        return ports
     }
 
     /// Starts the server (again) with its config and store. A cluster node is ready once its peers are up:
@@ -89,12 +118,23 @@ public final class TestNATSServer: Sendable {
     /// Waits until the server logged that it is ready for clients.
     public func waitUntilReady() async throws {
         guard let child = process.withLock({ $0 }) else { throw TestBrokerError("nats-server is not running") }
-        try await withTimeout(.seconds(30), "nats-server on \(clientPort) ready") {
+        try await Self.waitUntilReady(child, port: clientPort)
+    }
+
+    private static func waitUntilReady(_ child: ChildProcess, port: Int) async throws {
+        try await withTimeout(.seconds(30), "nats-server on \(port) ready") {
             while !child.standardError.contains("Server is ready") {
+                let log = child.standardError
+                if let fatal = log.split(separator: "\n").first(where: { $0.contains("[FTL]") }) {
+                    throw TestBrokerError("nats-server on \(port) could not start: \(fatal)")
+                }
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
     }
+
+    /// The server's process id while it runs (for its CPU time in /proc).
+    public var processID: Int32? { process.withLock { $0 }?.pid }
 
     /// What the server logged so far.
     public var log: String { process.withLock { $0 }?.standardError ?? "" }

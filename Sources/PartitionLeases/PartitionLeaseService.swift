@@ -179,11 +179,38 @@ public final class PartitionLeaseService: Service, Sendable {
             let started = ContinuousClock.now
             do {
                 let revision = try await leases.create(PartitionLeaseConfiguration.leaseKey(partition), ownerValue)
-                owned.withLock { $0[partition] = Lease(epoch: revision, revision: revision, confirmedAt: started) }
-                logger.debug("lease acquired", metadata: ["partition": "\(partition)", "epoch": "\(revision)"])
-                await delegate.leaseAcquired(partition: partition, epoch: revision)
+                await acquired(partition, revision: revision, at: started)
             } catch {
                 logger.debug("lease not acquired", metadata: ["partition": "\(partition)", "error": "\(error)"])
+            }
+        }
+        if mine.count + plan.acquire.count < LeasePlan.fairShare(partitions: configuration.partitions, engines: engines)
+        {
+            await adoptOwnLeases(held: held, leases)
+        }
+    }
+
+    private func acquired(_ partition: Int, revision: UInt64, at started: ContinuousClock.Instant) async {
+        owned.withLock { $0[partition] = Lease(epoch: revision, revision: revision, confirmedAt: started) }
+        logger.debug("lease acquired", metadata: ["partition": "\(partition)", "epoch": "\(revision)"])
+        await delegate.leaseAcquired(partition: partition, epoch: revision)
+    }
+
+    /// A lease in this engine's name that it does not count as its own: a create whose answer timed out
+    /// although the server wrote it, or a lease declared lost whose key has not expired yet. Nobody else can
+    /// hold it, so this engine takes it back by updating it at its revision (a new epoch) instead of
+    /// waiting for the TTL.
+    private func adoptOwnLeases(held: Set<Int>, _ leases: NATSKeyValue) async {
+        let mine = Set(owned.withLock { $0.keys })
+        for partition in held.subtracting(mine).sorted() {
+            let key = PartitionLeaseConfiguration.leaseKey(partition)
+            guard let entry = try? await leases.get(key), entry.value == ownerValue else { continue }
+            let started = ContinuousClock.now
+            do {
+                let revision = try await leases.update(key, ownerValue, expectedRevision: entry.revision)
+                await acquired(partition, revision: revision, at: started)
+            } catch {
+                logger.debug("own lease not adopted", metadata: ["partition": "\(partition)", "error": "\(error)"])
             }
         }
     }

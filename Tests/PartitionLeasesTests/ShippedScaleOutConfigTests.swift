@@ -19,10 +19,13 @@ struct ShippedScaleOutConfigTests {
 
     @Test func aReadingGoesUpThroughTheEdgeIntoItsPartitionAndACommandComesDown() async throws {
         // The shipped ports, each replaced by a free one.
-        var ports: [String: Int] = [:]
-        for shipped in [4222, 4223, 4224, 6222, 6223, 6224, 1884, 1885, 1886, 8222, 8223, 8224] {
-            ports["127.0.0.1:\(shipped)"] = try TestBroker.freePort()
-        }
+        let shippedPorts = [4222, 4223, 4224, 6222, 6223, 6224, 1884, 1885, 1886, 8222, 8223, 8224]
+        let ports = Dictionary(
+            uniqueKeysWithValues: zip(
+                shippedPorts.map { "127.0.0.1:\($0)" },
+                try TestNATSServer.freePorts(shippedPorts.count)
+            )
+        )
         func localized(_ text: String) -> String {
             var text = text
             for (shipped, port) in ports { text = text.replacingOccurrences(of: shipped, with: "127.0.0.1:\(port)") }
