@@ -76,13 +76,17 @@ func natsStreamMessageCallback(
 }
 
 func natsCoreSubscriptionCompleted(_ closure: UnsafeMutableRawPointer?) {
-    guard let closure else { return }
-    Unmanaged<NATSDeliveryContext<NATSMessage>>.fromOpaque(closure).takeRetainedValue().finish()
+    finishDelivery(closure, of: NATSMessage.self)
 }
 
 func natsStreamSubscriptionCompleted(_ closure: UnsafeMutableRawPointer?) {
+    finishDelivery(closure, of: NATSStreamMessage.self)
+}
+
+/// After a subscription's last message: ends its sequence and releases its context.
+private func finishDelivery<Message: Sendable>(_ closure: UnsafeMutableRawPointer?, of: Message.Type) {
     guard let closure else { return }
-    Unmanaged<NATSDeliveryContext<NATSStreamMessage>>.fromOpaque(closure).takeRetainedValue().finish()
+    Unmanaged<NATSDeliveryContext<Message>>.fromOpaque(closure).takeRetainedValue().finish()
 }
 
 func natsDisconnectedCallback(_ connection: OpaquePointer?, _ closure: UnsafeMutableRawPointer?) {

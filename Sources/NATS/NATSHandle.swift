@@ -304,29 +304,35 @@ final class NATSKeyValueHandle: @unchecked Sendable {
     }
 
     func create(_ key: String, _ value: [UInt8]) throws -> UInt64 {
-        var revision: UInt64 = 0
-        let status = value.withUnsafeBytes { bytes in
-            kvStore_Create(&revision, store, key, bytes.baseAddress, Int32(bytes.count))
+        try write(value, "creating '\(key)' in bucket '\(bucket)'") { revision, data, length in
+            kvStore_Create(revision, store, key, data, length)
         }
-        try NATSHandle.check(status, "creating '\(key)' in bucket '\(bucket)'")
-        return revision
     }
 
     func update(_ key: String, _ value: [UInt8], expectedRevision: UInt64) throws -> UInt64 {
-        var revision: UInt64 = 0
-        let status = value.withUnsafeBytes { bytes in
-            kvStore_Update(&revision, store, key, bytes.baseAddress, Int32(bytes.count), expectedRevision)
+        try write(value, "updating '\(key)' in bucket '\(bucket)' at revision \(expectedRevision)") {
+            revision,
+            data,
+            length in
+            kvStore_Update(revision, store, key, data, length, expectedRevision)
         }
-        try NATSHandle.check(status, "updating '\(key)' in bucket '\(bucket)' at revision \(expectedRevision)")
-        return revision
     }
 
     func put(_ key: String, _ value: [UInt8]) throws -> UInt64 {
-        var revision: UInt64 = 0
-        let status = value.withUnsafeBytes { bytes in
-            kvStore_Put(&revision, store, key, bytes.baseAddress, Int32(bytes.count))
+        try write(value, "putting '\(key)' in bucket '\(bucket)'") { revision, data, length in
+            kvStore_Put(revision, store, key, data, length)
         }
-        try NATSHandle.check(status, "putting '\(key)' in bucket '\(bucket)'")
+    }
+
+    /// One write: `call` gets where to put the new revision and the value's bytes.
+    private func write(
+        _ value: [UInt8],
+        _ doing: String,
+        _ call: (UnsafeMutablePointer<UInt64>, UnsafeRawPointer?, Int32) -> natsStatus
+    ) throws -> UInt64 {
+        var revision: UInt64 = 0
+        let status = value.withUnsafeBytes { bytes in call(&revision, bytes.baseAddress, Int32(bytes.count)) }
+        try NATSHandle.check(status, doing)
         return revision
     }
 

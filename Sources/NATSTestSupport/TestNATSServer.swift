@@ -141,25 +141,22 @@ public final class TestNATSServer: Sendable {
 
     /// Stops the server with SIGTERM and waits for it to exit.
     public func stop() async {
-        guard
-            let child = process.withLock({ value in
-                defer { value = nil }
-                return value
-            })
-        else { return }
-        child.signal(SIGTERM)
-        _ = await child.waitForExit(killingAfter: .seconds(10))
+        await end(with: SIGTERM)
     }
 
     /// Kills the server with SIGKILL (no clean shutdown) and waits for it to exit.
     public func kill() async {
+        await end(with: SIGKILL)
+    }
+
+    private func end(with signal: Int32) async {
         guard
             let child = process.withLock({ value in
                 defer { value = nil }
                 return value
             })
         else { return }
-        child.signal(SIGKILL)
-        _ = await child.waitForExit()
+        child.signal(signal)
+        _ = await child.waitForExit(killingAfter: .seconds(10))
     }
 }

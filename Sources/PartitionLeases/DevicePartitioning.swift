@@ -17,9 +17,14 @@ public struct DevicePartitioning: Sendable, Hashable {
 
     /// The partition of a device (the topic level after `sensors/`).
     public func partition(ofDevice device: String) -> Int {
+        Int(Self.fnv1a(device) % UInt32(partitions))
+    }
+
+    /// FNV-1a, 32 bit: nats-server's hash for `partition()`.
+    static func fnv1a(_ text: String) -> UInt32 {
         var hash: UInt32 = 2_166_136_261
-        for byte in device.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        return Int(hash % UInt32(partitions))
+        for byte in text.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
+        return hash
     }
 
     /// The mapping for the servers' configuration (`mappings` block of nats-server).

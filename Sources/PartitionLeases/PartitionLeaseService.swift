@@ -53,10 +53,8 @@ public final class PartitionLeaseService: Service, Sendable {
         self.delegate = delegate
         self.logger = logger
         self.ownerValue = Array(configuration.owner.utf8)
-        // A stable starting point per engine (FNV-1a of its name).
-        var hash: UInt32 = 2_166_136_261
-        for byte in configuration.owner.utf8 { hash = (hash ^ UInt32(byte)) &* 16_777_619 }
-        self.offset = Int(hash % UInt32(configuration.partitions))
+        // A stable starting point per engine: where its name would land as a device.
+        self.offset = DevicePartitioning(partitions: configuration.partitions).partition(ofDevice: configuration.owner)
     }
 
     /// The partitions this engine owns now, with each one's epoch.

@@ -108,9 +108,7 @@ struct PartitionLeaseServiceTests {
             connectionA.close()
             try await Self.waitUntil("engine-b owning all 4") { ledger.partitions(of: "engine-b").count == 4 }
             let takeover = ContinuousClock.now - died
-            if ProcessInfo.processInfo.environment["LEASE_TEST_LOG"] != nil {
-                print("takeover after a death: \(takeover)")
-            }
+            Self.logger.info("takeover after a death", metadata: ["seconds": "\(takeover)"])
             // TTL 2 s; renewals every 2/3 s; the server expires keys on its own schedule (about a second late).
             #expect(takeover < .seconds(6), "takeover took \(takeover)")
             #expect(a.ownedPartitions.isEmpty, "engine-a stopped counting its leases as its own")
