@@ -67,11 +67,25 @@ public final class PartitionLeaseService: Service, Sendable {
 
     /// Renews and balances until graceful shutdown (or cancellation), then hands every lease back.
     public func run() async throws {
-        // A cluster that is still electing its JetStream leader refuses for a while: try until it answers.
-        var leases: NATSKeyValue?
-        while leases == nil {
+        let leases: NATSKeyValue
+        do {
+            leases = try await cancelWhenGracefulShutdown { try await self.openBucket() }
+        } catch is CancellationError {
+            return  // shut down before the bucket answered: nothing was taken
+        }
+        do {
+            try await cancelWhenGracefulShutdown { try await self.renewAndWatch(leases) }
+        } catch is CancellationError {
+            // Shutting down: hand everything back below.
+        }
+        await releaseEverything(leases)
+    }
+
+    /// A cluster that is still electing its JetStream leader refuses for a while: try until it answers.
+    private func openBucket() async throws -> NATSKeyValue {
+        while true {
             do {
-                leases = try await connection.keyValue(
+                return try await connection.keyValue(
                     bucket: configuration.bucket,
                     ttl: configuration.ttl,
                     replicas: configuration.replicas
@@ -81,15 +95,6 @@ public final class PartitionLeaseService: Service, Sendable {
                 try await Task.sleep(for: configuration.renewInterval)
             }
         }
-        guard let leases else { return }
-        do {
-            try await cancelWhenGracefulShutdown {
-                try await self.renewAndWatch(leases)
-            }
-        } catch is CancellationError {
-            // Shutting down: hand everything back below.
-        }
-        await releaseEverything(leases)
     }
 
     /// Three loops: renewals (never behind anything else), deadlines, and balancing (which lists the bucket
@@ -115,7 +120,7 @@ public final class PartitionLeaseService: Service, Sendable {
     }
 
     /// Renews every owned lease with the revision it last wrote.
-    func renew(_ leases: NATSKeyValue) async {
+    private func renew(_ leases: NATSKeyValue) async {
         for (partition, lease) in owned.withLock({ $0 }).sorted(by: { $0.key < $1.key }) {
             let started = ContinuousClock.now
             do {
@@ -141,7 +146,7 @@ public final class PartitionLeaseService: Service, Sendable {
     }
 
     /// Heartbeat, then take or hand back toward the fair share.
-    func balance(_ leases: NATSKeyValue) async {
+    private func balance(_ leases: NATSKeyValue) async {
         let memberKey = PartitionLeaseConfiguration.memberKey(configuration.owner)
         do {
             try await leases.put(memberKey, ownerValue)
