@@ -139,6 +139,16 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // `rules-engine run --nats`: partitions taken by lease, read from JetStream, taken over with their state.
+        .target(
+            name: "PartitionedEngine",
+            dependencies: [
+                "FileFormats", "InputFiles", "MQTT", "NATS", "PartitionLeases", "PartitionState", "Rules",
+                "RulesEngineDaemon", "ServiceSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The engine's HTTP surface: /metrics, /healthz, /api/…, the live page (the only user of Hummingbird).
         .target(
             name: "EngineHTTP",
@@ -216,6 +226,7 @@ let package = Package(
             name: "rules-engine",
             dependencies: [
                 "Alertmanager", "CommandLineOptions", "EngineAPIClient", "EngineHTTP", "FileFormats", "InputFiles",
+                "PartitionedEngine",
                 "RuleTools", "Rules", "RulesEngineDaemon", "ServiceSupport", "Simulation", "Webhooks",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -337,7 +348,8 @@ let package = Package(
             name: "ProgramTests",
             dependencies: [
                 "MQTT", "MQTTTestSupport",
-                "NATSTestSupport", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
+                "NATS", "NATSTestSupport", "PartitionLeases", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]

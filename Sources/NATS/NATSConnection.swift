@@ -124,9 +124,28 @@ public final class NATSConnection: Sendable {
     }
 
     /// Publishes into a stream and waits for the stream's acknowledgement; returns the stream sequence it got.
+    ///
+    /// With `expectedLastSubjectSequence` (not 0), the stream stores the message only when the last message it
+    /// holds on `subject` has that sequence, and refuses it otherwise (`NATSError.Kind.revisionMismatch`):
+    /// optimistic concurrency, so a writer that is no longer the only one finds out.
     @discardableResult
-    public func publishToStream(_ payload: [UInt8], subject: String) async throws -> UInt64 {
-        try await offload { [handle] in try handle.publishToStream(payload, subject: subject) }
+    public func publishToStream(
+        _ payload: [UInt8],
+        subject: String,
+        expectedLastSubjectSequence: UInt64 = 0
+    ) async throws -> UInt64 {
+        try await offload { [handle] in
+            try handle.publishToStream(
+                payload,
+                subject: subject,
+                expectedLastSubjectSequence: expectedLastSubjectSequence
+            )
+        }
+    }
+
+    /// The last message a stream holds on `subject` (no wildcards), or nil when it holds none.
+    public func lastMessage(inStream stream: String, subject: String) async throws -> NATSStreamMessage? {
+        try await offload { [handle] in try handle.lastMessage(inStream: stream, subject: subject) }
     }
 
     /// How many messages a stream holds now.

@@ -134,15 +134,39 @@ final class NATSHandle: @unchecked Sendable {
         try Self.check(status, "creating stream '\(name)'", code: code)
     }
 
-    func publishToStream(_ payload: [UInt8], subject: String) throws -> UInt64 {
+    func publishToStream(_ payload: [UInt8], subject: String, expectedLastSubjectSequence: UInt64 = 0) throws -> UInt64
+    {
         var code = jsErrCode(rawValue: 0)
         var acknowledgement: UnsafeMutablePointer<jsPubAck>?
+        var options = jsPubOptions()
+        jsPubOptions_Init(&options)
+        options.ExpectLastSubjectSeq = expectedLastSubjectSequence
         let status = payload.withUnsafeBytes { bytes in
-            js_Publish(&acknowledgement, jetStream, subject, bytes.baseAddress, Int32(bytes.count), nil, &code)
+            js_Publish(&acknowledgement, jetStream, subject, bytes.baseAddress, Int32(bytes.count), &options, &code)
         }
         defer { if let acknowledgement { jsPubAck_Destroy(acknowledgement) } }
         try Self.check(status, "publishing to '\(subject)' in JetStream", code: code)
         return acknowledgement?.pointee.Sequence ?? 0
+    }
+
+    /// The last message a stream holds on `subject`, or nil when it holds none.
+    func lastMessage(inStream stream: String, subject: String) throws -> NATSStreamMessage? {
+        var code = jsErrCode(rawValue: 0)
+        var message: OpaquePointer?
+        let status = js_GetLastMsg(&message, jetStream, stream, subject, nil, &code)
+        defer { if let message { natsMsg_Destroy(message) } }
+        if status == NATS_NOT_FOUND || code == JSNoMessageFoundErr { return nil }
+        try Self.check(status, "reading the last message on '\(subject)' in stream '\(stream)'", code: code)
+        guard let message else { return nil }
+        let count = Int(natsMsg_GetDataLength(message))
+        let payload = natsMsg_GetData(message).map { [UInt8](UnsafeRawBufferPointer(start: $0, count: count)) } ?? []
+        return NATSStreamMessage(
+            subject: subject,
+            payload: count > 0 ? payload : [],
+            streamSequence: natsMsg_GetSequence(message),
+            storedAtNanoseconds: natsMsg_GetTime(message),
+            pendingAfter: 0
+        )
     }
 
     /// The subjects that hold messages in a stream, among those matching `filter` (from the stream's state: no

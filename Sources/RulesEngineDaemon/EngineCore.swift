@@ -8,7 +8,7 @@ import Synchronization
 /// The engine's state behind one lock: the evaluator and what it needs per reading. Called on
 /// libmosquitto's network thread for every message (so a QoS 1 reading is evaluated before it is
 /// acknowledged) and by the clock and reload tasks.
-final class EngineCore: Sendable {
+package final class EngineCore: Sendable {
     /// Whether readings are taken (docs/engine.md, "SIGTERM").
     enum Intake: Sendable, Equatable {
         /// Every reading is evaluated.
@@ -25,6 +25,8 @@ final class EngineCore: Sendable {
         var intake = Intake.open
         /// Readings refused after the intake closed (left for the broker to redeliver).
         var refused = 0
+        /// Partitioned mode: the stream sequence of the last message evaluated.
+        var position: UInt64 = 0
     }
 
     /// Decisions waiting to be delivered, in commit order. Appended under the evaluator lock; delivered by
@@ -58,7 +60,7 @@ final class EngineCore: Sendable {
     /// Shuts the connection's sending side at once, so that no acknowledgement leaves any more.
     let stopAcknowledging: @Sendable () -> Void
 
-    init(
+    package init(
         ruleSet: RuleSet,
         dispatcher: ActionDispatcher,
         desiredState: DesiredStateTracker,
@@ -87,7 +89,7 @@ final class EngineCore: Sendable {
         self.stopAcknowledging = stopAcknowledging
     }
 
-    var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
+    package var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
 
     /// The MQTT filters the engine needs: the rules' topics and the actuators' state topics.
     var filters: [String] {
@@ -173,7 +175,7 @@ final class EngineCore: Sendable {
 
     /// SIGTERM: from now on no reading is evaluated (each one that arrives is refused, see `Intake.closed`),
     /// no timer fires and no command is re-sent.
-    func closeIntake() {
+    package func closeIntake() {
         locked.withLock { $0.intake = .closed }
     }
 
@@ -383,6 +385,119 @@ final class EngineCore: Sendable {
             }
         }
     }
+
+    // MARK: Partitioned mode (docs/scale-out.md)
+
+    /// Evaluates one reading of a partition at its stream time and returns what it decided, delivering nothing
+    /// (the partitioned mode records the decisions in the stream first). `position` is the reading's stream
+    /// sequence, kept with the state it produced. Nil once the intake is closed (the partition was lost).
+    package func decide(topic: String, payload: [UInt8], at time: Int64, position: UInt64) -> [EvaluationEvent]? {
+        messagesHandled.add(1, ordering: .relaxed)
+        metrics.readingsReceived.increment()
+        var events: [EvaluationEvent] = []
+        let open = locked.withLock { locked -> Bool in
+            guard locked.intake == .open else { return false }
+            locked.evaluator.process(Reading(topic: topic, payload: payload, timestamp: time), into: &events)
+            locked.position = position
+            return true
+        }
+        return open ? events : nil
+    }
+
+    /// Runs the timers due by `time` (a partition's stream time) and returns what they decided, delivering
+    /// nothing; nil once the intake is closed.
+    package func decideTimers(at time: Int64, position: UInt64) -> [EvaluationEvent]? {
+        var events: [EvaluationEvent] = []
+        let open = locked.withLock { locked -> Bool in
+            guard locked.intake == .open else { return false }
+            locked.evaluator.advance(to: time, into: &events)
+            locked.position = position
+            return true
+        }
+        return open ? events : nil
+    }
+
+    /// Delivers decisions the partitioned mode has recorded: logged, counted, written to the audit file and
+    /// handed to the actions' handlers. With `emitting` false (decisions the partition's earlier owner had
+    /// already recorded), only the desired states of their commands are noted, so re-sends keep working.
+    package func deliverRecorded(_ events: [EvaluationEvent], at time: Int64, emitting: Bool) {
+        guard emitting else {
+            for case .action(let action) in events { desiredState.record(action, at: time) }
+            return
+        }
+        if let audit {
+            let ruleSet = self.ruleSet
+            var lines: [String] = []
+            for event in events {
+                switch event {
+                case .transition(let record): lines.append(AuditLine.line(for: record, in: ruleSet))
+                case .action(let action): lines.append(AuditLine.line(for: action, in: ruleSet))
+                default: break
+                }
+            }
+            do {
+                try audit.write(lines: lines)
+            } catch {
+                metrics.rejected("audit_write_failed")
+                logger.error("cannot write the audit trail", metadata: ["error": "\(error)"])
+            }
+        }
+        deliver(events, at: time)
+    }
+
+    /// An actuator's reported state: re-sends its command when it differs from what this partition's rules
+    /// asked for (at most once per re-send interval). Nothing once the intake is closed.
+    package func observeActuatorState(topic: String, payload: [UInt8], at time: Int64) {
+        let resend = locked.withLock { locked -> FiredAction? in
+            guard locked.intake == .open else { return nil }
+            return desiredState.observe(stateTopic: topic, payload: payload, at: time)
+        }
+        if let resend { dispatcher.enqueue(resend) }
+    }
+
+    /// Re-sends due by `time`, handed straight to the dispatcher (the partitioned mode records no re-send).
+    package func enqueueDueResends(at time: Int64) {
+        let resends = locked.withLock { locked -> [FiredAction] in
+            guard locked.intake == .open else { return [] }
+            return desiredState.dueResends(at: time)
+        }
+        for action in resends {
+            logger.notice(
+                "re-sending a command the actuator did not apply",
+                metadata: ["rule": "\(action.ruleID)", "reason": "\(action.reason)"]
+            )
+            dispatcher.enqueue(action)
+        }
+    }
+
+    /// The whole state of the evaluator, with the stream position it reflects and its clock.
+    package func partitionState() -> (
+        instances: [InstanceSnapshot], sequences: [String: Int64], time: Int64, position: UInt64
+    ) {
+        locked.withLock { locked in
+            (
+                locked.evaluator.snapshotAll(), locked.evaluator.lastSequences, locked.evaluator.now,
+                locked.position
+            )
+        }
+    }
+
+    /// Restores a partition's saved state (instances at their saved clock, last `seq` per topic, position).
+    package func restorePartition(
+        instances: [InstanceSnapshot],
+        sequences: [String: Int64],
+        time: Int64,
+        position: UInt64
+    ) {
+        locked.withLock { locked in
+            locked.evaluator.restoreSequences(sequences)
+            _ = locked.evaluator.restore(instances, now: time)
+            locked.position = position
+        }
+    }
+
+    /// The stream sequence of the last message evaluated (partitioned mode).
+    package var position: UInt64 { locked.withLock { $0.position } }
 
     private static func patterns(for ruleSet: RuleSet) -> TopicPatternSet {
         TopicPatternSet(DesiredStateTracker.stateFilters(for: ruleSet).compactMap { try? TopicPattern(parsing: $0) })

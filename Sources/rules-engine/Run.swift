@@ -6,6 +6,8 @@ import FileFormats
 import Foundation
 import InputFiles
 import Logging
+import MQTT
+import PartitionedEngine
 import Prometheus
 import RuleTools
 import Rules
@@ -52,6 +54,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Device files or folders: the live page shows their sensors' units where a payload has none.")
     var devices: [String] = []
     @OptionGroup var broker: BrokerOptions
+    @OptionGroup(title: "Scale-out (docs/scale-out.md)") var scaleOut: ScaleOutOptions
 
     func run() async throws {
         let level = logLevel
@@ -90,6 +93,9 @@ struct Run: AsyncParsableCommand {
             print("ready")
             fflush(nil)
         }
+        if scaleOut.isEnabled {
+            return try await runPartitioned(configuration, integrations: integrations, logger: logger)
+        }
         let engine: RulesEngineService
         do {
             engine = try RulesEngineService(configuration: configuration, logger: logger, onReady: readiness.arrive)
@@ -124,6 +130,35 @@ struct Run: AsyncParsableCommand {
 }
 
 extension Run {
+    /// `--nats`: the partitioned engine, its MQTT client for commands, and the webhooks.
+    func runPartitioned(
+        _ configuration: RulesEngineConfiguration,
+        integrations: Integrations,
+        logger: Logger
+    ) async throws {
+        let partitioned = try scaleOut.configuration(for: self)
+        var configuration = configuration
+        configuration.mqtt.clientID = broker.clientID ?? "rules-engine-\(partitioned.engineID)"
+        let engine: PartitionedEngineService
+        do {
+            engine = try PartitionedEngineService(engine: configuration, partitioned: partitioned, logger: logger) {
+                print("ready")
+                fflush(nil)
+            }
+        } catch let error as RuleLoadError {
+            for diagnostic in error.diagnostics { FileHandleOutput.standardError.write("\(diagnostic)\n") }
+            throw ExitCode.failure
+        }
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [engine.client, integrations.webhooks, engine],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        try await group.run()
+    }
+
     static func hostAndPort(_ text: String) throws -> (host: String, port: Int) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
             (0...65535).contains(port), colon > text.startIndex
