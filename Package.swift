@@ -348,7 +348,8 @@ let package = Package(
             name: "ProgramTests",
             dependencies: [
                 "MQTT", "MQTTTestSupport",
-                "NATS", "NATSTestSupport", "PartitionLeases", "rules-engine", "sensor-sim", .product(name: "Yams", package: "Yams"),
+                "NATS", "NATSTestSupport", "PartitionLeases", "rules-engine", "sensor-sim",
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
