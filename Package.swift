@@ -264,7 +264,10 @@ let package = Package(
         // Injects faults into a running pipeline (docs/operations.md).
         .executableTarget(
             name: "fault-soak",
-            dependencies: ["MQTT", "MQTTTestSupport", "Simulation", "rules-engine"],
+            dependencies: [
+                "MQTT", "MQTTTestSupport", "NATS", "NATSTestSupport", "PartitionLeases", "PartitionState", "Rules",
+                "Simulation", "rules-engine", .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Soak/fault-soak"
         ),
         // Counts heap allocations for pipeline-bench's in-process scenario.
@@ -291,6 +294,10 @@ let package = Package(
                 "MQTTTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "PartitionedEngineTests",
+            dependencies: ["PartitionedEngine"]
         ),
         .testTarget(
             name: "PartitionStateTests",

@@ -574,6 +574,44 @@ if want(9) {
     }
 }
 
+// 10. Scale-out evaluation: 1, 2 and 3 engines over one backlog in the stream (docs/scale-out.md).
+if want(10) {
+    let sensors = 1_000
+    let readingsPerSensor = smoke ? 5 : 200
+    var results: [Int: [ScaleOutEngines.Result]] = [:]
+    for _ in 0..<runs {
+        for engines in 1...3 {
+            results[engines, default: []].append(
+                try await ScaleOutEngines.run(
+                    engines: engines,
+                    sensors: sensors,
+                    readingsPerSensor: readingsPerSensor,
+                    broker: broker
+                )
+            )
+        }
+    }
+    let one = median(results[1]?.map(\.readingsPerSecond) ?? [])
+    for engines in 1...3 {
+        let runs = results[engines] ?? []
+        let throughput = median(runs.map(\.readingsPerSecond))
+        report.add(
+            10,
+            "\(engines) engine(s) over a backlog of \(sensors * readingsPerSensor) readings (16 partitions, R1)",
+            throughput,
+            "readings/s",
+            "\(ratio(throughput, one)) of one engine's; 2 cores for the engines and nats-server together"
+        )
+        report.add(
+            10,
+            "  CPU per reading, \(engines) engine(s): engines / nats-server",
+            median(runs.map(\.engineMicrosecondsPerReading)),
+            "µs",
+            String(format: "nats-server %.1f µs", median(runs.map(\.serverMicrosecondsPerReading)))
+        )
+    }
+}
+
 broker.stop()
 let elapsed = seconds(ContinuousClock.now - started)
 say(String(format: "done in %.0f s", elapsed))

@@ -2,7 +2,7 @@
 // was injected, lost, duplicated and how long recovery took. Short by default (the test command runs
 // it); `--long` for the full counts (about 15 minutes, release build).
 //
-//   swift run -c release fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator]
+//   swift run -c release fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator,scale-out]
 
 import Foundation
 
@@ -22,7 +22,7 @@ while let argument = arguments.next() {
     default:
         FileHandle.standardError.write(
             Data(
-                "usage: fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator]\n"
+                "usage: fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator,scale-out]\n"
                     .utf8
             )
         )
@@ -69,6 +69,20 @@ let sections: [(name: String, run: () async throws -> FaultRow)] =
         )
     }
     + [("actuator", { try await runActuatorRestarts(count: long ? 20 : 2) })]
+    + [
+        (
+            "scale-out",
+            {
+                try await ScaleOutSoak(
+                    sensors: 1_000,
+                    rounds: long ? 90 : 20,
+                    round: .seconds(2),
+                    engineKills: long ? 10 : 2,
+                    nodeKills: long ? 3 : 1
+                ).run()
+            }
+        )
+    ]
 
 emit("fault-soak\(long ? " --long" : ""), seed \(seed)")
 emit(FaultRow.header())

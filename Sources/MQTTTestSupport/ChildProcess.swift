@@ -17,7 +17,8 @@ public final class ChildProcess: Sendable {
         struct State {
             var lines: [String] = []
             var closed = false
-            var waiters: [(String, CheckedContinuation<Void, any Error>)] = []
+            var waiters: [(line: String, id: Int, continuation: CheckedContinuation<Void, any Error>)] = []
+            var nextWaiter = 0
             var closeWaiters: [CheckedContinuation<Void, Never>] = []
             var exitedAt: ContinuousClock.Instant?
         }
@@ -68,8 +69,8 @@ public final class ChildProcess: Sendable {
                     buffer.removeSubrange(...newline)
                     let ready = lines.withLock { state in
                         state.lines.append(line)
-                        let matched = state.waiters.filter { $0.0 == line }.map(\.1)
-                        state.waiters.removeAll { $0.0 == line }
+                        let matched = state.waiters.filter { $0.line == line }.map(\.continuation)
+                        state.waiters.removeAll { $0.line == line }
                         return matched
                     }
                     for waiter in ready { waiter.resume() }
@@ -82,7 +83,7 @@ public final class ChildProcess: Sendable {
                     state.waiters = []
                     state.closeWaiters = []
                 }
-                return (state.waiters.map(\.1), state.closeWaiters)
+                return (state.waiters.map(\.continuation), state.closeWaiters)
             }
             for waiter in waiters { waiter.resume(throwing: TestBrokerError("the process closed stdout")) }
             for waiter in closeWaiters { waiter.resume() }
@@ -101,14 +102,28 @@ public final class ChildProcess: Sendable {
         let stderrPath = self.stderrPath
         do {
             try await withTimeout(timeout, "waiting for '\(line)'") { [lines] in
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                    let result: Result<Void, any Error>? = lines.withLock { state in
-                        if state.lines.contains(line) { return .success(()) }
-                        if state.closed { return .failure(TestBrokerError("the process closed stdout")) }
-                        state.waiters.append((line, continuation))
-                        return nil
+                let id = lines.withLock { state in
+                    defer { state.nextWaiter += 1 }
+                    return state.nextWaiter
+                }
+                // Cancellable, so that the timeout ends the wait instead of waiting for it.
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                        let result: Result<Void, any Error>? = lines.withLock { state in
+                            if state.lines.contains(line) { return .success(()) }
+                            if state.closed { return .failure(TestBrokerError("the process closed stdout")) }
+                            if Task.isCancelled { return .failure(CancellationError()) }
+                            state.waiters.append((line, id, continuation))
+                            return nil
+                        }
+                        if let result { continuation.resume(with: result) }
                     }
-                    if let result { continuation.resume(with: result) }
+                } onCancel: {
+                    let waiter = lines.withLock { state in
+                        defer { state.waiters.removeAll { $0.id == id } }
+                        return state.waiters.first { $0.id == id }?.continuation
+                    }
+                    waiter?.resume(throwing: CancellationError())
                 }
             }
         } catch {

@@ -182,6 +182,7 @@ final class PartitionWorker: Sendable {
             state.readings = readings
             return state.ending != nil
         }
+        defer { readings.cancel() }
         if stopped { readings.cancel() }
         logger.info(
             "partition taken over; replaying",
@@ -307,18 +308,20 @@ final class PartitionWorker: Sendable {
                 progress.decidedThrough = record.sequence
                 return .recorded
             } catch let error as NATSError where error.kind == .revisionMismatch {
-                let last = try? await context.connection.lastMessage(
-                    inStream: context.configuration.decisionsStream,
-                    subject: subject
-                )
-                if let last, let written = try? DecisionRecord.decode(last.payload), written == record {
-                    progress.lastRecord = last.streamSequence  // ours: the acknowledgement was lost
-                    progress.decidedThrough = record.sequence
-                    return .recorded
+                // Someone wrote after our last record. Our own earlier attempt whose acknowledgement was lost
+                // carries our epoch: adopt it. A newer epoch is a new owner.
+                guard let last = try await lastRecord(), let written = try? DecisionRecord.decode(last.payload) else {
+                    continue
+                }
+                if written.epoch == epoch {
+                    progress.lastRecord = last.streamSequence
+                    progress.decidedThrough = max(progress.decidedThrough, written.sequence)
+                    if written.sequence >= record.sequence { return .recorded }
+                    continue
                 }
                 logger.warning(
                     "another engine took the partition over: stopping it here",
-                    metadata: ["sequence": "\(record.sequence)"]
+                    metadata: ["sequence": "\(record.sequence)", "new_epoch": "\(written.epoch)"]
                 )
                 return .deposed
             } catch {
@@ -332,17 +335,41 @@ final class PartitionWorker: Sendable {
         return .stopped
     }
 
+    /// The last record on the partition's subject, read again until the cluster answers (nil: none, or stopped).
+    private func lastRecord() async throws -> NATSStreamMessage? {
+        while ending == nil {
+            do {
+                return try await context.connection.lastMessage(
+                    inStream: context.configuration.decisionsStream,
+                    subject: PartitionedEngineConfiguration.decisionSubject(partition)
+                )
+            } catch {
+                logger.debug("cannot read the last decision record yet", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        return nil
+    }
+
     /// Saves the partition's state at this epoch; false when a newer owner saved since (this one is deposed).
+    /// A save that failed (the cluster did not answer) is tried again at the next interval.
     private func saveSnapshot(of core: EngineCore, progress: inout Progress) async throws -> Bool {
+        progress.lastSnapshotAt = .now
         do {
             progress.snapshotRevision = try await saveSnapshot(of: core, replacing: progress.snapshotRevision)
-            progress.lastSnapshotAt = .now
             return true
-        } catch let error as PartitionSnapshotError {
-            guard case .fenced = error else { throw error }
+        } catch PartitionSnapshotError.fenced {
+            // Our own earlier save whose acknowledgement was lost carries our epoch: adopt its revision.
+            if let current = try? await context.snapshots.load(partition: partition), current.snapshot.epoch == epoch {
+                progress.snapshotRevision = current.revision
+                return true
+            }
             logger.warning("another engine wrote the partition's snapshot: stopping it here")
             stop(.lost)
             return false
+        } catch {
+            logger.warning("cannot save the partition's snapshot; trying again later", metadata: ["error": "\(error)"])
+            return true
         }
     }
 

@@ -6,7 +6,8 @@ import PartitionedEngine
 /// `rules-engine run --nats …`: the scale-out mode's options (docs/scale-out.md).
 struct ScaleOutOptions: ParsableArguments {
     @Option(
-        help: "Read partitioned readings from this NATS JetStream cluster instead of MQTT (repeat for each node)."
+        help:
+            "Read partitioned readings from this NATS JetStream cluster instead of MQTT (nodes comma-separated or repeated)."
     )
     var nats: [String] = []
     @Option(help: "With --nats: the partition count of the servers' mapping (partition(P,1)).")
@@ -34,8 +35,12 @@ struct ScaleOutOptions: ParsableArguments {
             throw ValidationError("\(option) is not available with --nats yet (docs/scale-out.md)")
         }
         let engineID = self.engineID ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let servers = nats.flatMap { $0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) } }
+        for server in servers where !(server.hasPrefix("nats://") || server.hasPrefix("tls://")) {
+            throw ValidationError("--nats '\(server)' is not a nats:// URL (e.g. nats://127.0.0.1:4222)")
+        }
         var configuration = PartitionedEngineConfiguration(
-            servers: nats,
+            servers: servers,
             partitions: partitions,
             engineID: engineID.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "-" }.reduce("") {
                 $0 + String($1)
