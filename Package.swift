@@ -147,6 +147,7 @@ let package = Package(
                 "RulesEngineDaemon", "ServiceSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The engine's HTTP surface: /metrics, /healthz, /api/…, the live page (the only user of Hummingbird).

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MQTT
 import MQTTTestSupport
 import NATS
 import NATSTestSupport

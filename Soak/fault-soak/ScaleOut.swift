@@ -150,7 +150,7 @@ struct ScaleOutSoak {
         let records = try await Self.retrying { try await Self.read(connection, "DECISIONS", filter: "decisions.>") }
         var recordedThrough: [Int: UInt64] = [:]
         var recorded: [String] = []
-        var sustainedFires: [(due: Int64, late: Double)] = []
+        var sustainedFires: [(due: Int64, late: Double, partition: Int)] = []
         var overlaps = 0
         var newestEpoch: [Int: UInt64] = [:]
         for message in records {
@@ -174,7 +174,9 @@ struct ScaleOutSoak {
                     )
                 )
                 if decision["rule"] as? String == "sustained", decision["transition"] as? String == "fire" {
-                    sustainedFires.append((timestamp, Double(message.storedAtNanoseconds / 1_000_000 - timestamp)))
+                    sustainedFires.append(
+                        (timestamp, Double(message.storedAtNanoseconds / 1_000_000 - timestamp), partition)
+                    )
                 }
             }
         }
@@ -205,6 +207,15 @@ struct ScaleOutSoak {
             windows.contains { $0.start <= fire.due && fire.due <= $0.end }
         }
         .map(\.late)
+        // The latest fires, next to the faults (Unix ms), for whoever reads a failing row.
+        for fire in sustainedFires.sorted(by: { $0.late > $1.late }).prefix(3) {
+            FileHandle.standardError.write(
+                Data("late `for`: partition \(fire.partition), due \(fire.due), \(Int(fire.late)) ms late\n".utf8)
+            )
+        }
+        for (kind, at) in tally.faults.withLock({ $0 }) {
+            FileHandle.standardError.write(Data("fault: \(kind) at \(at)\n".utf8))
+        }
         let takeoverTimes = tally.takeovers.withLock { $0 }
         let maximumTakeover = takeoverTimes.max() ?? 0
         let passed =
@@ -287,6 +298,7 @@ struct ScaleOutSoak {
             if killNode {
                 let node = nodes[nodeFaults % nodes.count]
                 nodeFaults += 1
+                tally.faults.withLock { $0.append(("node \(node.clientPort) killed", Self.unixMilliseconds())) }
                 await node.kill()
                 try await Task.sleep(for: .seconds(2))
                 try await node.start(waitingForReady: true)
@@ -300,7 +312,8 @@ struct ScaleOutSoak {
             let survivors = engines.filter { $0.id != victim.id }
             let seen = survivors.map { $0.liveLines().count }
             let killed = ContinuousClock.now
-            let killedAt = Int64(Date().timeIntervalSince1970 * 1000)
+            let killedAt = Self.unixMilliseconds()
+            tally.faults.withLock { $0.append(("engine \(victim.id) killed", killedAt)) }
             victim.kill()
             try await waitUntil("partitions of \(victim.id) taken over", limit: .seconds(60)) {
                 var live = Set<Int>()
@@ -330,6 +343,8 @@ struct ScaleOutSoak {
             }
         }
     }
+
+    static func unixMilliseconds() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     static func owners(_ leases: NATSKeyValue) async throws -> [Int: String] {
         var owners: [Int: String] = [:]
@@ -400,6 +415,8 @@ final class ScaleOutTally: Sendable {
     let takeovers = Mutex<[Double]>([])
     /// From each engine kill to its takeover's end, in Unix milliseconds.
     let outages = Mutex<[(start: Int64, end: Int64)]>([])
+    /// Every fault, with its Unix millisecond.
+    let faults = Mutex<[(kind: String, at: Int64)]>([])
 }
 
 /// One engine of the soak, which can be killed and started again under the same id.

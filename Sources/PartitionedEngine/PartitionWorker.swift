@@ -149,7 +149,17 @@ final class PartitionWorker: Sendable {
         //    of a deposed owner.
         let subject = PartitionedEngineConfiguration.decisionSubject(partition)
         let last = try await context.connection.lastMessage(inStream: configuration.decisionsStream, subject: subject)
-        let decidedThrough = try last.map { try DecisionRecord.decode($0.payload).sequence } ?? 0
+        let lastWritten = try last.map { try DecisionRecord.decode($0.payload) }
+        if let lastWritten, lastWritten.epoch > epoch {
+            // A newer owner has written already: this lease is stale, and the lease service will find out.
+            logger.warning(
+                "a newer owner has taken the partition over: not taking it",
+                metadata: ["new_epoch": "\(lastWritten.epoch)"]
+            )
+            stop(.lost)
+            return
+        }
+        let decidedThrough = lastWritten?.sequence ?? 0
         let mark = DecisionRecord(
             partition: partition,
             epoch: epoch,
@@ -317,6 +327,15 @@ final class PartitionWorker: Sendable {
                     progress.lastRecord = last.streamSequence
                     progress.decidedThrough = max(progress.decidedThrough, written.sequence)
                     if written.sequence >= record.sequence { return .recorded }
+                    continue
+                }
+                if written.epoch < epoch {
+                    // An older owner wrote after our mark before it learnt it was deposed: we stay the owner.
+                    logger.warning(
+                        "an older owner wrote on the partition after this one took it over",
+                        metadata: ["old_epoch": "\(written.epoch)", "sequence": "\(written.sequence)"]
+                    )
+                    progress.lastRecord = last.streamSequence
                     continue
                 }
                 logger.warning(

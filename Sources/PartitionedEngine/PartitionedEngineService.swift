@@ -10,6 +10,7 @@ import RulesEngineDaemon
 import ServiceLifecycle
 import ServiceSupport
 import Synchronization
+import UnixSignals
 
 /// `rules-engine run --nats … --partitions P`: evaluates the partitions this engine holds leases on, reading
 /// them from the JetStream stream they are mapped into, and sends commands over MQTT (docs/scale-out.md).
@@ -187,6 +188,16 @@ public final class PartitionedEngineService: Service {
                 logger.notice("the cluster is not ready yet; trying again", metadata: ["error": "\(error)"])
                 try await Task.sleep(for: .seconds(1))
             }
+        }
+    }
+
+    /// Every engine of a cluster must decide alike, so one engine alone does not reload its rules: SIGHUP is
+    /// answered with what to do instead (instead of ending the process, SIGHUP's default).
+    private func explainHangups() async {
+        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+            logger.notice(
+                "SIGHUP: with --nats the rules are not reloaded; restart the engines one at a time (docs/scale-out.md)"
+            )
         }
     }
 

@@ -109,6 +109,32 @@ struct ScaleOutRunTests {
     }
 }
 
+extension ScaleOutRunTests {
+    /// An engine whose lease is older than the last owner seen in the decisions stream (a stale lease: it was
+    /// deposed and has not noticed yet) does not take the partition: it writes no takeover mark, so the newer
+    /// owner is not fenced by a stale one.
+    @Test func aStaleLeaseDoesNotTakeOverFromANewerOwner() async throws {
+        let cluster = try await ScaleOutCluster()
+        try await cluster.connection.createStream(named: "DECISIONS", subjects: ["decisions.>"])
+        for partition in 0..<Self.partitions {
+            try await cluster.connection.publishToStream(
+                Array(#"{"partition":\#(partition),"epoch":999999,"sequence":0,"engine":"newer","decisions":[]}"#.utf8),
+                subject: "decisions.\(partition)"
+            )
+        }
+        let engine = try await cluster.startEngine("stale")
+        defer { engine.signal(SIGKILL) }
+        try await withTimeout(.seconds(30), "the engine sees the newer owner on every partition") {
+            while engine.standardError.components(separatedBy: "a newer owner has taken the partition over").count
+                <= Self.partitions
+            {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        #expect(try await cluster.connection.messageCount(inStream: "DECISIONS") == UInt64(Self.partitions))
+    }
+}
+
 /// One `nats-server` with JetStream, an MQTT listener and the mapping of `sensors.*.*` into 4 partitions; a
 /// rules folder; an MQTT observer of the commands and a publisher of readings; a NATS connection to look into
 /// the streams and the lease bucket.
