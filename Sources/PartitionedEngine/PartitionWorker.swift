@@ -242,25 +242,25 @@ final class PartitionWorker: Sendable {
             }
             guard var events else { break }
             let emitting = message.streamSequence > progress.decidedThrough
-            if emitting, events.contains(where: \.isDecision) {
+            if events.contains(where: \.isDecision) {
+                // Replayed ones too: their desired states are re-sent under this owner's epoch.
                 events = events.map(stampingEpoch)
-                let record = DecisionRecord(
-                    partition: partition,
-                    epoch: epoch,
-                    sequence: message.streamSequence,
-                    engine: context.configuration.engineID
-                )
-                switch try await recordDecisions(record, events: events, core: core, progress: &progress) {
-                case .recorded: break
-                case .deposed:
-                    stop(.lost)
-                case .stopped: break
+                if emitting {
+                    let record = DecisionRecord(
+                        partition: partition,
+                        epoch: epoch,
+                        sequence: message.streamSequence,
+                        engine: context.configuration.engineID
+                    )
+                    switch try await recordDecisions(record, events: events, core: core, progress: &progress) {
+                    case .recorded, .stopped: break
+                    case .deposed: stop(.lost)
+                    }
                 }
-            }
-            // Stopped while the record was written: a lost lease emits nothing more; a handed-back one ends
-            // here too, its snapshot before this message when the record was not written.
-            guard ending == nil || ending == .released && message.streamSequence <= progress.decidedThrough else {
-                break
+                // Stopped while the record was written: a lost lease emits nothing more; a handed-back one
+                // ends here too, its snapshot before this message when the record was not written.
+                guard ending == nil || ending == .released && message.streamSequence <= progress.decidedThrough
+                else { break }
             }
             core.deliverRecorded(events, at: time, emitting: emitting)
             lastCompleted = message.streamSequence

@@ -55,15 +55,7 @@ public final class PartitionedEngineService: Service {
                 at: WallClock.nowMilliseconds()
             )
         }
-        dispatcher = ActionDispatcher(
-            handlers: [
-                PublishActionHandler(client: client), LogActionHandler(logger: logger),
-                CommandActionHandler(logger: logger),
-            ] + engine.actionHandlers,
-            logger: logger,
-            metrics: engine.metrics,
-            maximumUnacknowledged: engine.maximumUnacknowledgedCommands
-        )
+        dispatcher = ActionDispatcher.forEngine(client: client, configuration: engine, logger: logger)
         audit = try engine.auditFile.map { try AuditTrail(path: $0) }
         logger.info(
             "rules loaded",

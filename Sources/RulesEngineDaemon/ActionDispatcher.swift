@@ -248,8 +248,8 @@ public final class ActionDispatcher: Sendable {
         }
     }
 
+    /// Logs first, then counts: whoever sees the count can find the line.
     private func logFailure(of action: FiredAction, handler: Registered, error: any Error) {
-        handler.failed.increment()
         logger.error(
             "action failed",
             metadata: [
@@ -257,6 +257,7 @@ public final class ActionDispatcher: Sendable {
                 "handler": "\(handler.name)", "error": "\(error)",
             ]
         )
+        handler.failed.increment()
     }
 }
 

@@ -27,6 +27,8 @@ package final class EngineCore: Sendable {
         var refused = 0
         /// Partitioned mode: the stream sequence of the last message evaluated.
         var position: UInt64 = 0
+        /// Partitioned mode: the clock of the snapshot restored (the evaluator's own starts at the next message).
+        var restoredTime: Int64 = .min
     }
 
     /// Decisions waiting to be delivered, in commit order. Appended under the evaluator lock; delivered by
@@ -476,8 +478,8 @@ package final class EngineCore: Sendable {
     ) {
         locked.withLock { locked in
             (
-                locked.evaluator.snapshotAll(), locked.evaluator.lastSequences, locked.evaluator.now,
-                locked.position
+                locked.evaluator.snapshotAll(), locked.evaluator.lastSequences,
+                max(locked.evaluator.now, locked.restoredTime), locked.position
             )
         }
     }
@@ -493,6 +495,7 @@ package final class EngineCore: Sendable {
             locked.evaluator.restoreSequences(sequences)
             _ = locked.evaluator.restore(instances, now: time)
             locked.position = position
+            locked.restoredTime = time
         }
     }
 

@@ -84,15 +84,7 @@ public final class RulesEngineService: Service {
         client = try MQTTClient(configuration: mqtt, logger: logger) { message in
             coreBox.core?.handle(message, at: WallClock.nowMilliseconds())
         }
-        let dispatcher = ActionDispatcher(
-            handlers: [
-                PublishActionHandler(client: client), LogActionHandler(logger: logger),
-                CommandActionHandler(logger: logger),
-            ] + configuration.actionHandlers,
-            logger: logger,
-            metrics: configuration.metrics,
-            maximumUnacknowledged: configuration.maximumUnacknowledgedCommands
-        )
+        let dispatcher = ActionDispatcher.forEngine(client: client, configuration: configuration, logger: logger)
         var announce: (@Sendable (TransitionRecord) -> Void)?
         if configuration.announcesTransitions {
             announce = { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] record in
@@ -469,6 +461,26 @@ extension RulesEngineService {
         configuration.metrics.lastReloadSuccess.record(succeeded ? 1 : 0)
         configuration.metrics.lastReloadTime.record(Double(WallClock.nowMilliseconds()) / 1000)
         if let rules { configuration.metrics.rulesLoaded.record(rules) }
+    }
+}
+
+extension ActionDispatcher {
+    /// The engine's dispatcher: `publish` actions through `client`, `log` and `command` actions, and the
+    /// configuration's other handlers, with its metrics and its bound on unacknowledged commands.
+    public static func forEngine(
+        client: MQTTClient,
+        configuration: RulesEngineConfiguration,
+        logger: Logger
+    ) -> ActionDispatcher {
+        ActionDispatcher(
+            handlers: [
+                PublishActionHandler(client: client), LogActionHandler(logger: logger),
+                CommandActionHandler(logger: logger),
+            ] + configuration.actionHandlers,
+            logger: logger,
+            metrics: configuration.metrics,
+            maximumUnacknowledged: configuration.maximumUnacknowledgedCommands
+        )
     }
 }
 

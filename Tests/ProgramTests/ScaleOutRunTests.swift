@@ -135,6 +135,44 @@ extension ScaleOutRunTests {
     }
 }
 
+extension ScaleOutRunTests {
+    /// Desired-state re-sends keep working across a takeover: the new owner learns what the dead one had asked
+    /// for from the replay (its decisions not delivered again), and re-sends it when the actuator reports
+    /// another state, under its own epoch.
+    @Test func theNewOwnerResendsWhatTheDeadOneAskedFor() async throws {
+        let cluster = try await ScaleOutCluster()
+        let a = try await cluster.startEngine(
+            "a",
+            snapshotInterval: "60s",
+            extraArguments: ["--resend-interval", "1s"]
+        )
+        defer { a.signal(SIGKILL) }
+        _ = try await cluster.waitForOwners { Set($0.values) == ["a"] }
+        try await cluster.reading("d1", 35)
+        let on = try #require(try await cluster.commands(1).first)
+        #expect(on.device == "d1" && on.state == "on")
+        a.signal(SIGKILL)
+        _ = await a.waitForExit()
+
+        let b = try await cluster.startEngine(
+            "b",
+            snapshotInterval: "60s",
+            extraArguments: ["--resend-interval", "1s"]
+        )
+        defer { b.signal(SIGKILL) }
+        _ = try await cluster.waitForOwners { Set($0.values) == ["b"] }
+        try await withTimeout(.seconds(30), "every partition is live at b") {
+            while b.standardError.components(separatedBy: "partition live").count <= Self.partitions {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        try await cluster.publisher.publish(#"{"state": "off"}"#, to: "actuators/d1/fan/state", qos: .atLeastOnce)
+        let again = try #require(try await cluster.commands(1).first)
+        #expect(again.device == "d1" && again.state == "on")
+        #expect(again.epoch != nil && again.epoch != on.epoch, "re-sent under the new owner's epoch")
+    }
+}
+
 /// One `nats-server` with JetStream, an MQTT listener and the mapping of `sensors.*.*` into 4 partitions; a
 /// rules folder; an MQTT observer of the commands and a publisher of readings; a NATS connection to look into
 /// the streams and the lease bucket.
@@ -202,14 +240,18 @@ final class ScaleOutCluster: Sendable {
     }
 
     /// `rules-engine run --nats` with a 2 s lease, once it says `ready`.
-    func startEngine(_ id: String, snapshotInterval: String = "1s") async throws -> ChildProcess {
+    func startEngine(
+        _ id: String,
+        snapshotInterval: String = "1s",
+        extraArguments: [String] = []
+    ) async throws -> ChildProcess {
         let engine = try ChildProcess(
             builtProductPath("rules-engine"),
             [
                 "run", "--rules", rulesDirectory, "--nats", nats.url, "--partitions", "\(ScaleOutRunTests.partitions)",
                 "--engine-id", id, "--broker", try #require(nats.mqttURL).description, "--lease-ttl", "2s",
                 "--snapshot-interval", snapshotInterval, "--log-level", "debug",
-            ]
+            ] + extraArguments
         )
         try await engine.waitForLine("ready")
         return engine
