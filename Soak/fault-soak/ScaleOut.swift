@@ -43,10 +43,16 @@ struct ScaleOutSoak {
             above: 30
             clear: 28
             for: 3s
+          - id: warm-on-average
+            topic: sensors/{sensor}/temperature
+            avg: 10s
+            above: 27
+            clear: 26
 
         """
 
-    /// Sensors alternate between 20 and 35 every 4 readings, staggered so that transitions are spread out.
+    /// Sensors alternate between 20 and 35 every 4 readings, staggered so that transitions are spread out; the
+    /// average of the last 10 s (5 readings) crosses 27 and 26 with them.
     static func value(sensor: Int, round: Int) -> Int { (round + sensor) / 4 % 2 == 0 ? 20 : 35 }
 
     func run() async throws -> FaultRow {
@@ -186,7 +192,9 @@ struct ScaleOutSoak {
                 try await Self.retrying { try await snapshots.load(partition: partition) }?.snapshot.lastSequence ?? 0
             positions[partition] = max(saved, recordedThrough[partition, default: 0])
         }
-        let expected = try Self.expectedTransitions(stream, through: positions)
+        // The whole stream now that every engine has stopped (their ticks went on after the first read).
+        let final = try await Self.retrying { try await Self.read(connection, "READINGS", filter: "part.>") }
+        let expected = try Self.expectedTransitions(final, through: positions)
         let recordedSet = Set(recorded)
         let missing = expected.subtracting(recordedSet).count
         let unexpected = recordedSet.subtracting(expected).count
@@ -207,21 +215,48 @@ struct ScaleOutSoak {
             windows.contains { $0.start <= fire.due && fire.due <= $0.end }
         }
         .map(\.late)
-        // The latest fires, next to the faults (Unix ms), for whoever reads a failing row.
-        for fire in sustainedFires.sorted(by: { $0.late > $1.late }).prefix(3) {
-            FileHandle.standardError.write(
-                Data("late `for`: partition \(fire.partition), due \(fire.due), \(Int(fire.late)) ms late\n".utf8)
-            )
-        }
-        for (kind, at) in tally.faults.withLock({ $0 }) {
-            FileHandle.standardError.write(Data("fault: \(kind) at \(at)\n".utf8))
-        }
         let takeoverTimes = tally.takeovers.withLock { $0 }
         let maximumTakeover = takeoverTimes.max() ?? 0
         let passed =
             lost == 0 && missing == 0 && repeated == 0 && unexpected == 0 && overlaps == 0
             && maximumTakeover <= leaseTTL.milliseconds + 5_000
             && (lateAtKills.max() ?? 0) <= leaseTTL.milliseconds + 5_000
+        // A failing row: the latest fires next to the faults (Unix ms), for whoever reads it.
+        if !passed {
+            for key in recordedSet.subtracting(expected).sorted().prefix(8) {
+                FileHandle.standardError.write(Data("unexpected: \(key)\n".utf8))
+            }
+            if let first = recordedSet.subtracting(expected).sorted().first {
+                let sensor = " " + first.split(separator: " ")[1] + " "
+                FileHandle.standardError.write(
+                    Data(
+                        ("expected for\(sensor): \(expected.filter { $0.contains(sensor) }.sorted())\n"
+                            + "recorded for\(sensor): \(recorded.filter { $0.contains(sensor) }.sorted())\n").utf8
+                    )
+                )
+                let partition = DevicePartitioning(partitions: Self.partitions).partition(
+                    ofDevice: String(sensor.dropFirst().dropLast())
+                )
+                FileHandle.standardError.write(
+                    Data(
+                        ("partition \(partition): evaluated through \(positions[partition] ?? 0), recorded through "
+                            + "\(recordedThrough[partition] ?? 0), stream ends at \(final.last?.streamSequence ?? 0)\n")
+                            .utf8
+                    )
+                )
+            }
+            for key in expected.subtracting(recordedSet).sorted().prefix(8) {
+                FileHandle.standardError.write(Data("missing: \(key)\n".utf8))
+            }
+            for fire in sustainedFires.sorted(by: { $0.late > $1.late }).prefix(3) {
+                FileHandle.standardError.write(
+                    Data("late `for`: partition \(fire.partition), due \(fire.due), \(Int(fire.late)) ms late\n".utf8)
+                )
+            }
+            for (kind, at) in tally.faults.withLock({ $0 }) {
+                FileHandle.standardError.write(Data("fault: \(kind) at \(at)\n".utf8))
+            }
+        }
         return FaultRow(
             fault: "scale-out: engine kill -9, node kill -9",
             injected: engineKills + nodeKills,
@@ -387,10 +422,12 @@ struct ScaleOutSoak {
             var evaluator = evaluators[partition] ?? Evaluator(ruleSet: ruleSet)
             var events: [EvaluationEvent] = []
             let time = message.storedAtNanoseconds / 1_000_000
-            if let (_, topic) = DevicePartitioning.topic(ofSubject: message.subject) {
+            if !message.subject.hasSuffix(".tick"),
+                let (_, topic) = DevicePartitioning.topic(ofSubject: message.subject)
+            {
                 evaluator.process(Reading(topic: topic, payload: message.payload, timestamp: time), into: &events)
             } else {
-                evaluator.advance(to: time, into: &events)
+                evaluator.advance(to: time, into: &events)  // a tick: the partition's clock, as the engine runs it
             }
             evaluators[partition] = evaluator
             for case .transition(let record) in events {

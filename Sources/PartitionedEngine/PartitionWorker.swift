@@ -75,7 +75,7 @@ final class PartitionWorker: Sendable {
         readings?.cancel()
     }
 
-    /// Waits until `run()` has returned (bounded by the caller's cancellation).
+    /// Waits until `run()` has returned: soon after `stop`, whose longest wait is then one NATS request.
     func waitUntilFinished() async {
         await withCheckedContinuation { continuation in
             let done = state.withLock { state -> Bool in

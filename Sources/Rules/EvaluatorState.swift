@@ -449,8 +449,14 @@ extension Evaluator {
         effects.timers = TimerHeap()
         for slot in instances.indices {
             instances[slot].timerDue = nil
-            let core = ruleSet.cores[Int(instances[slot].rule)]
-            Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
+            let rule = Int(instances[slot].rule)
+            let core = ruleSet.cores[rule]
+            // A window's oldest reading ages out on the clock, as `step` schedules it.
+            var wake: Int64?
+            if core.isSingleCondition, let window = ruleSet.windows[rule][0] {
+                wake = instanceWindows[Int32(slot)]?.nextExpiry(of: window)
+            }
+            Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers, wake: wake)
         }
     }
 }
