@@ -70,7 +70,13 @@ public final class PartitionedEngineService: Service {
     public func run() async throws {
         guard let connection = try await connectToNATS() else { return }
         defer { connection.close() }
-        let snapshots = try await cancelWhenGracefulShutdown { try await self.prepareCluster(connection) }
+        let snapshots: PartitionSnapshotStore
+        do {
+            snapshots = try await cancelWhenGracefulShutdown { try await self.prepareCluster(connection) }
+        } catch is CancellationError {
+            logger.notice("shutting down before the cluster was ready")
+            return
+        }
         let workers = PartitionWorkers(
             context: PartitionWorkerContext(
                 configuration: configuration,
