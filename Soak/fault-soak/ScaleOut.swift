@@ -358,7 +358,7 @@ struct ScaleOutSoak {
                 return Set(owned).isSubset(of: live)
             }
             tally.takeovers.withLock { $0.append((ContinuousClock.now - killed).milliseconds) }
-            tally.outages.withLock { $0.append((killedAt, Int64(Date().timeIntervalSince1970 * 1000))) }
+            tally.outages.withLock { $0.append((killedAt, Self.unixMilliseconds())) }
             try await victim.start()
         }
     }

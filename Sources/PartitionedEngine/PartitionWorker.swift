@@ -228,17 +228,10 @@ final class PartitionWorker: Sendable {
             guard ending == nil else { break }
             let time = message.storedAtNanoseconds / 1_000_000
             let events: [EvaluationEvent]?
-            if message.subject == tickSubject {
-                events = core.decideTimers(at: time, position: message.streamSequence)
-            } else if let (_, topic) = DevicePartitioning.topic(ofSubject: message.subject) {
-                events = core.decide(
-                    topic: topic,
-                    payload: message.payload,
-                    at: time,
-                    position: message.streamSequence
-                )
+            if message.subject != tickSubject, let (_, topic) = DevicePartitioning.topic(ofSubject: message.subject) {
+                events = core.decide(topic: topic, payload: message.payload, at: time, position: message.streamSequence)
             } else {
-                events = core.decideTimers(at: time, position: message.streamSequence)
+                events = core.decideTimers(at: time, position: message.streamSequence)  // a tick: the clock
             }
             guard var events else { break }
             let emitting = message.streamSequence > progress.decidedThrough
@@ -298,14 +291,7 @@ final class PartitionWorker: Sendable {
         core: EngineCore,
         progress: inout Progress
     ) async throws -> Recording {
-        let ruleSet = core.ruleSet
-        let lines: [String] = events.compactMap { event in
-            switch event {
-            case .transition(let transition): AuditLine.line(for: transition, in: ruleSet)
-            case .action(let action): AuditLine.line(for: action, in: ruleSet)
-            default: nil
-            }
-        }
+        let lines = AuditLine.lines(for: events, in: core.ruleSet)
         let subject = PartitionedEngineConfiguration.decisionSubject(partition)
         let payload = record.encoded(decisions: lines)
         while ending == nil {

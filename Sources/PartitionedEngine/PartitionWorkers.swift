@@ -34,9 +34,6 @@ final class PartitionWorkers: PartitionLeaseDelegate {
         for worker in all { worker.stop(.lost) }
     }
 
-    /// The partitions with a worker now.
-    var partitions: [Int] { workers.withLock { Array($0.keys).sorted() } }
-
     /// An actuator's reported state, for the partitions whose rules commanded it.
     func observeActuatorState(topic: String, payload: [UInt8], at time: Int64) {
         let all = workers.withLock { Array($0.values) }

@@ -36,6 +36,17 @@ public enum AuditLine {
         return JSONValue.object(pairs).jsonText
     }
 
+    /// The audit lines of what an evaluation decided: its transitions and commands, in order.
+    public static func lines(for events: [EvaluationEvent], in ruleSet: RuleSet) -> [String] {
+        events.compactMap { event in
+            switch event {
+            case .transition(let transition): line(for: transition, in: ruleSet)
+            case .action(let action): line(for: action, in: ruleSet)
+            default: nil
+            }
+        }
+    }
+
     /// The audit line of a command.
     public static func line(for action: FiredAction, in ruleSet: RuleSet) -> String {
         var pairs: [(key: String, value: JSONValue)] = [

@@ -254,15 +254,7 @@ package final class EngineCore: Sendable {
         guard store != nil || audit != nil else { return }
         var auditLines: [String] = []
         if audit != nil {
-            for event in events {
-                switch event {
-                case .transition(let record):
-                    auditLines.append(AuditLine.line(for: record, in: locked.evaluator.ruleSet))
-                case .action(let action):
-                    auditLines.append(AuditLine.line(for: action, in: locked.evaluator.ruleSet))
-                default: break
-                }
-            }
+            auditLines = AuditLine.lines(for: events, in: locked.evaluator.ruleSet)
             for action in resends { auditLines.append(AuditLine.line(for: action, in: locked.evaluator.ruleSet)) }
         }
         if let store {
@@ -428,20 +420,17 @@ package final class EngineCore: Sendable {
             return
         }
         if let audit {
-            let ruleSet = self.ruleSet
-            var lines: [String] = []
-            for event in events {
-                switch event {
-                case .transition(let record): lines.append(AuditLine.line(for: record, in: ruleSet))
-                case .action(let action): lines.append(AuditLine.line(for: action, in: ruleSet))
-                default: break
-                }
-            }
+            let lines = AuditLine.lines(for: events, in: ruleSet)
             do {
                 try audit.write(lines: lines)
             } catch {
                 metrics.rejected("audit_write_failed")
-                logger.error("cannot write the audit trail", metadata: ["error": "\(error)"])
+                problems.record(
+                    "audit_write_failed",
+                    at: time,
+                    message: "cannot write the audit trail",
+                    detail: ["error": "\(error)", "lines": "\(lines.count)"]
+                )
             }
         }
         deliver(events, at: time)
