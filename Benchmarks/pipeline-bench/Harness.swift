@@ -88,9 +88,14 @@ func cpuSeconds(_ pid: Int32) -> Double {
 }
 
 /// Peak resident memory of a process (VmHWM), in MB.
-func peakResidentMegabytes(_ pid: Int32) -> Double {
+func peakResidentMegabytes(_ pid: Int32) -> Double { statusMegabytes(pid, "VmHWM") }
+
+/// A size from `/proc/PID/status` in MB (`VmHWM`: peak resident; `RssAnon`: resident heap, stacks and
+/// written data, the process's own; `RssFile`: resident pages of its executable and libraries, which the
+/// kernel shares between processes and can drop and read again).
+func statusMegabytes(_ pid: Int32, _ field: String) -> Double {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-        let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+        let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field + ":") }),
         let kilobytes = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
     else { return 0 }
     return kilobytes / 1024

@@ -12,6 +12,8 @@ public struct Evaluator: Sendable {
     var slotsByLabels: [[[String]: Int32]]
     /// Per topic seen: the instances it feeds (resolved once per rule set) and its last `seq`.
     var routes: [String: Route] = [:]
+    /// Resolutions that many topics share, by what they hold (see `shared(_:)`).
+    var sharedResolutions: [ResolutionShape: Resolution] = [:]
     var effects = Effects()
     var matchBuffer: [Int] = []
     /// The last unusable reading's problem per slot (rare, so not in every instance), for reasons.
@@ -74,15 +76,17 @@ public struct Evaluator: Sendable {
         now = time
         var routeIndex = routes.index(forKey: reading.topic)
         if routeIndex == nil || routes.values[routeIndex!].resolution == nil {
-            let resolution = resolve(topic: reading.topic)
+            let (resolution, slotBase) = resolve(topic: reading.topic)
             if let routeIndex {
                 routes.values[routeIndex].resolution = resolution
+                routes.values[routeIndex].slotBase = slotBase
             } else {
-                routes[reading.topic] = Route(resolution: resolution)
+                routes[reading.topic] = Route(resolution: resolution, slotBase: slotBase)
                 routeIndex = routes.index(forKey: reading.topic)
             }
         }
         let resolution = routes.values[routeIndex!].resolution!
+        let slotBase = routes.values[routeIndex!].slotBase
         guard !resolution.targets.isEmpty else { return }
         let sequence = readFields(of: reading.payload, for: resolution)
         if let sequence {
@@ -100,6 +104,8 @@ public struct Evaluator: Sendable {
         evaluatedReadingCount &+= 1
         for (position, target) in resolution.targets.enumerated() {
             guard target.leaf >= 0 else {
+                var target = target
+                if target.slot >= 0 { target.slot &+= slotBase }
                 evaluate(topic: reading.topic, target: target, at: time, into: &events)
                 continue
             }
@@ -141,8 +147,9 @@ public struct Evaluator: Sendable {
         TopicIndex.levels(of: topic)
     }
 
-    /// The instances a topic feeds (created inactive) and the fields they read.
-    mutating func resolve(topic: String) -> Resolution {
+    /// The instances a topic feeds (created inactive) and the fields they read, with the slot its single
+    /// conditions' targets count from (see `shared(_:)`).
+    mutating func resolve(topic: String) -> (Resolution, slotBase: Int32) {
         let levels = Evaluator.levels(of: topic)
         matchBuffer.removeAll(keepingCapacity: true)
         ruleSet.index.matches(levels, into: &matchBuffer)
@@ -177,11 +184,32 @@ public struct Evaluator: Sendable {
                 )
             }
         }
-        return Resolution(
-            targets: targets,
-            fields: fields,
-            keyRanges: keyRanges.count == fields.count + 1 ? keyRanges : nil
+        return shared(
+            Resolution(
+                targets: targets,
+                fields: fields,
+                keyRanges: keyRanges.count == fields.count + 1 ? keyRanges : nil
+            )
         )
+    }
+
+    /// Topics of one shape (`site/dev-1/temperature`, `site/dev-2/temperature`, ...) usually feed the same rules
+    /// through instances made together, whose slots follow each other: such a resolution is kept once, with
+    /// its single conditions' slots counted from the topic's first one, so 10,000 sensors cost 10,000 route
+    /// entries and not 10,000 target lists. Any other resolution (a leaf's state, slots out of order) stays
+    /// the topic's own, with its slots as they are.
+    mutating func shared(_ resolution: Resolution) -> (Resolution, slotBase: Int32) {
+        let singleSlots = resolution.targets.lazy.filter { $0.leaf < 0 && $0.slot >= 0 }.map(\.slot)
+        guard resolution.targets.allSatisfy({ $0.leaf < 0 }), let base = singleSlots.first,
+            singleSlots.enumerated().allSatisfy({ $1 == base + Int32($0) })
+        else { return (resolution, 0) }
+        var relative = resolution.targets
+        for index in relative.indices where relative[index].slot >= 0 { relative[index].slot -= base }
+        let shape = ResolutionShape(targets: relative, fields: resolution.fields, keyRanges: resolution.keyRanges)
+        if let known = sharedResolutions[shape] { return (known, base) }
+        let made = Resolution(targets: relative, fields: resolution.fields, keyRanges: resolution.keyRanges)
+        sharedResolutions[shape] = made
+        return (made, base)
     }
 
     /// Fills `fieldValues` (`seq`, then the route's fields) from a payload; returns its integral `seq`.

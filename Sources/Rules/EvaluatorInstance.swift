@@ -117,6 +117,15 @@ extension Evaluator {
         var lastSequence: Int64 = .min
         /// nil until resolved against the current rule set.
         var resolution: Resolution?
+        /// Added to the slots of the resolution's single-condition targets (0 unless it is shared).
+        var slotBase: Int32 = 0
+    }
+
+    /// What a resolution holds, to find one that other topics already share.
+    struct ResolutionShape: Hashable, Sendable {
+        var targets: [RouteTarget]
+        var fields: [Int]
+        var keyRanges: [Range<Int>]?
     }
 
     /// The instances a topic feeds under the current rule set and the payload fields they read
@@ -138,7 +147,7 @@ extension Evaluator {
 
     /// One rule instance a topic feeds, or for a combined or grouped rule one condition state (`leaf` ≥ 0);
     /// `slot` is -1 when a captured value is unsafe (reported per reading).
-    struct RouteTarget: Sendable {
+    struct RouteTarget: Sendable, Hashable {
         var rule: Int32
         var slot: Int32
         /// Position of the rule's field in the route's `fields`.

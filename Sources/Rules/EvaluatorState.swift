@@ -253,6 +253,7 @@ extension Evaluator {
         slotsByLabels = newSlots
         // Topics are matched again against the new rules; their `seq` memory stays.
         for index in routes.indices { routes.values[index].resolution = nil }
+        sharedResolutions = [:]
         // A restarted window changes its condition's value now.
         if !restartedLeaves.isEmpty {
             for (slot, instance) in instances.enumerated()

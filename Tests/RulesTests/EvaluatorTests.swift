@@ -277,6 +277,49 @@ struct EvaluatorTests {
         #expect(topic == "actuators/b/x/set")
     }
 
+    /// Topics of one shape share one resolution with slots counted from the topic's first instance; a topic
+    /// whose instances are not made together (one rule's instance already exists) keeps its own. Either way
+    /// each reading reaches its own instances.
+    @Test func topicsOfOneShapeReachTheirOwnInstances() throws {
+        let rules = try loadRules(
+            """
+            rules:
+              - id: per-device
+                topic: sensors/{device}/temperature
+                above: 30
+                on_fire: [{publish: {topic: "actuators/{device}/a/set", payload: "on"}}]
+              - id: any-device
+                topic: sensors/+/temperature
+                above: 40
+                on_fire: [{publish: {topic: "actuators/all/set", payload: "on"}}]
+              - id: per-device-too
+                topic: sensors/{device}/temperature
+                above: 50
+                on_fire: [{publish: {topic: "actuators/{device}/c/set", payload: "on"}}]
+
+            """
+        )
+        var readings: [Reading] = []
+        for (index, device) in ["a", "b", "c", "d"].enumerated() {
+            readings.append(Reading(topic: "sensors/\(device)/temperature", payload: "20", timestamp: Int64(index)))
+        }
+        readings += [
+            Reading(topic: "sensors/c/temperature", payload: "35", timestamp: 10),
+            Reading(topic: "sensors/a/temperature", payload: "55", timestamp: 11),
+            Reading(topic: "sensors/d/temperature", payload: "45", timestamp: 12),
+        ]
+        let outcome = Replay.run(rules, readings: readings)
+        #expect(
+            outcome.transitions.map { "\($0.ruleID) \($0.transition)@\($0.timestamp) \($0.labels)" } == [
+                "per-device fire@10 [device=c]",
+                "per-device fire@11 [device=a]",
+                "any-device fire@11 []",
+                "per-device-too fire@11 [device=a]",
+                "per-device fire@12 [device=d]",
+            ]
+        )
+    }
+
     @Test(arguments: ["a+b", "a#", "a/b", "x\u{1}y", String(repeating: "z", count: 65), "süd"])
     func unsafeCapturedValuesNeverReachATopic(level: String) throws {
         let rules = try loadRules(ruleFile("above: 30", topic: "sensors/{device}/#"))
