@@ -71,8 +71,12 @@ public enum JSONValue: Hashable, Sendable {
     }
 
     /// Compact JSON text.
-    public var jsonText: String {
-        var output = ""
+    public var jsonText: String { String(decoding: jsonBytes, as: UTF8.self) }
+
+    /// Compact JSON text as UTF-8 bytes (what a payload is sent as).
+    public var jsonBytes: [UInt8] {
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
         write(to: &output)
         return output
     }
@@ -117,27 +121,33 @@ public enum JSONValue: Hashable, Sendable {
 
     /// Appends the compact JSON text (as `jsonText`) to `output`.
     public func write(to output: inout String) {
+        output += jsonText
+    }
+
+    /// Appends the compact JSON text to `output` as UTF-8. Built as bytes, not as a `String`: appending to a
+    /// `String` checks every joint for grapheme clusters, and this runs for every command the engine sends.
+    public func write(to output: inout [UInt8]) {
         switch self {
-        case .null: output += "null"
-        case .bool(let value): output += value ? "true" : "false"
-        case .number(let value): output += JSONValue.format(value)
+        case .null: output.append(contentsOf: "null".utf8)
+        case .bool(let value): output.append(contentsOf: (value ? "true" : "false").utf8)
+        case .number(let value): output.append(contentsOf: JSONValue.format(value).utf8)
         case .string(let value): JSONValue.writeEscaped(value, to: &output)
         case .array(let values):
-            output += "["
+            output.append(UInt8(ascii: "["))
             for (index, value) in values.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 value.write(to: &output)
             }
-            output += "]"
+            output.append(UInt8(ascii: "]"))
         case .object(let pairs):
-            output += "{"
+            output.append(UInt8(ascii: "{"))
             for (index, pair) in pairs.enumerated() {
-                if index > 0 { output += "," }
+                if index > 0 { output.append(UInt8(ascii: ",")) }
                 JSONValue.writeEscaped(pair.key, to: &output)
-                output += ":"
+                output.append(UInt8(ascii: ":"))
                 pair.value.write(to: &output)
             }
-            output += "}"
+            output.append(UInt8(ascii: "}"))
         }
     }
 
@@ -150,34 +160,41 @@ public enum JSONValue: Hashable, Sendable {
 
     /// Appends `string` as a JSON string literal, quotes included.
     public static func writeEscaped(_ string: String, to output: inout String) {
-        output += "\""
-        // Runs of bytes that need no escape are appended whole (only ASCII bytes are ever escaped, so a
-        // run boundary is always a character boundary).
-        let utf8 = string.utf8
-        var runStart = utf8.startIndex
-        var index = runStart
-        while index != utf8.endIndex {
-            let byte = utf8[index]
-            guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F else {
-                utf8.formIndex(after: &index)
-                continue
+        var bytes: [UInt8] = []
+        writeEscaped(string, to: &bytes)
+        output += String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Appends `string` as a JSON string literal, quotes included, as UTF-8. Runs of bytes that need no escape
+    /// are appended whole (only ASCII bytes are ever escaped, so the text stays valid UTF-8).
+    public static func writeEscaped(_ string: String, to output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        var string = string
+        string.withUTF8 { bytes in
+            var runStart = 0
+            for index in bytes.indices {
+                let byte = bytes[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == 0x7F else {
+                    continue
+                }
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<index]))
+                switch byte {
+                case UInt8(ascii: "\""): output.append(contentsOf: #"\""#.utf8)
+                case UInt8(ascii: "\\"): output.append(contentsOf: #"\\"#.utf8)
+                case UInt8(ascii: "\n"): output.append(contentsOf: #"\n"#.utf8)
+                case UInt8(ascii: "\r"): output.append(contentsOf: #"\r"#.utf8)
+                case UInt8(ascii: "\t"): output.append(contentsOf: #"\t"#.utf8)
+                default:
+                    let hex = Array("0123456789abcdef".utf8)
+                    output.append(contentsOf: #"\u00"#.utf8)
+                    output.append(hex[Int(byte >> 4)])
+                    output.append(hex[Int(byte & 0xF)])
+                }
+                runStart = index + 1
             }
-            output += Substring(utf8[runStart..<index])
-            switch byte {
-            case UInt8(ascii: "\""): output += "\\\""
-            case UInt8(ascii: "\\"): output += "\\\\"
-            case UInt8(ascii: "\n"): output += "\\n"
-            case UInt8(ascii: "\r"): output += "\\r"
-            case UInt8(ascii: "\t"): output += "\\t"
-            default:
-                let hex = String(byte, radix: 16)
-                output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            }
-            utf8.formIndex(after: &index)
-            runStart = index
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...]))
         }
-        output += Substring(utf8[runStart..<index])
-        output += "\""
+        output.append(UInt8(ascii: "\""))
     }
 }
 

@@ -43,7 +43,8 @@ public enum RenderedAction: Hashable, Sendable {
 
     /// The bytes to publish: a string payload as its text, anything else as JSON.
     public static func payloadBytes(_ payload: JSONValue) -> [UInt8] {
-        Array(payloadText(payload).utf8)
+        if case .string(let text) = payload { return Array(text.utf8) }
+        return payload.jsonBytes
     }
 
     /// The text to publish: a string payload as it is, anything else as JSON (send its `utf8`: no copy).

@@ -129,17 +129,21 @@ extension Evaluator {
         case .above(let number), .below(let number): threshold = .number(number)
         default: threshold = .string(rule.thresholdText)
         }
+        // The closures capture these, not the rule: a copy of a `Rule` retains every one of its buffers.
+        let ruleID = rule.id
+        let severity = rule.severity
+        let isGroup = rule.grouping != nil
         let lookup: (String) -> JSONValue? = { name in
             switch name {
             case "value": return value ?? .null
-            case "rule": return .string(rule.id)
+            case "rule": return .string(ruleID)
             case "threshold": return threshold
-            case "severity": return .string(rule.severity.rawValue)
+            case "severity": return .string(severity.rawValue)
             case "transition": return .string(kind.rawValue)
             case "reason"
             where !labels.contains { $0.name == "reason" } && !conditions.contains { $0.name == "reason" }:
                 return .string(reason)
-            case "count" where rule.grouping != nil:
+            case "count" where isGroup:
                 return .number(Double(conditions.count { $0.truth == .true }))
             default:
                 if let label = labels.first(where: { $0.name == name }) { return .string(label.value) }

@@ -35,7 +35,7 @@ extension PublishActionHandler: ImmediateActionHandler {
             return completion(.success(()))
         }
         try client.send(
-            RenderedAction.payloadText(payload).utf8,
+            RenderedAction.payloadBytes(payload),
             to: topic,
             qos: MQTTQoS(rawValue: qos) ?? .atLeastOnce,
             retain: retain

@@ -88,7 +88,7 @@ public final class RulesEngineService: Service {
         var announce: (@Sendable (TransitionRecord) -> Void)?
         if configuration.announcesTransitions {
             announce = { [client, transitionsTopic = "pipeline/engine/\(clientID)/transitions"] record in
-                _ = try? client.send(record.announcementText.utf8, to: transitionsTopic, qos: .atMostOnce)
+                _ = try? client.send(record.announcementBytes, to: transitionsTopic, qos: .atMostOnce)
             }
         }
         core = EngineCore(

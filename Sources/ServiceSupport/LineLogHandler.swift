@@ -25,15 +25,17 @@ public struct LineLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var line = clock.now()
+        // Built as bytes: appending to a `String` checks every joint for grapheme clusters.
+        var line: [UInt8] = []
         line.reserveCapacity(256)
-        line += " "
-        line += event.level.rawValue
+        line.append(contentsOf: clock.now().utf8)
+        line.append(UInt8(ascii: " "))
+        line.append(contentsOf: event.level.rawValue.utf8)
         if !label.isEmpty {
-            line += " "
-            line += label
+            line.append(UInt8(ascii: " "))
+            line.append(contentsOf: label.utf8)
         }
-        line += ":"
+        line.append(UInt8(ascii: ":"))
         var all = metadata
         if let explicit = event.metadata, !explicit.isEmpty {
             if all.isEmpty {
@@ -47,21 +49,25 @@ public struct LineLogHandler: LogHandler {
             all["error.type"] = "\(String(reflecting: type(of: error)))"
         }
         for (key, value) in all.sorted(by: { $0.key < $1.key }) {
-            line += " "
-            line += key
-            line += "="
-            line += value.description
+            line.append(UInt8(ascii: " "))
+            line.append(contentsOf: key.utf8)
+            line.append(UInt8(ascii: "="))
+            if case .string(let text) = value {
+                line.append(contentsOf: text.utf8)
+            } else {
+                line.append(contentsOf: value.description.utf8)
+            }
         }
-        line += " ["
-        line += event.source
-        line += "] "
-        line += event.message.description
-        line += "\n"
-        LineLogHandler.writeToStandardError(&line)
+        line.append(contentsOf: " [".utf8)
+        line.append(contentsOf: event.source.utf8)
+        line.append(contentsOf: "] ".utf8)
+        line.append(contentsOf: event.message.description.utf8)
+        line.append(UInt8(ascii: "\n"))
+        LineLogHandler.writeToStandardError(line)
     }
 
-    private static func writeToStandardError(_ line: inout String) {
-        line.withUTF8 { bytes in
+    private static func writeToStandardError(_ line: [UInt8]) {
+        line.withUnsafeBufferPointer { bytes in
             var offset = 0
             while offset < bytes.count {
                 let written = write(2, bytes.baseAddress! + offset, bytes.count - offset)

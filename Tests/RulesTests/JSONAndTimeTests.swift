@@ -28,6 +28,7 @@ struct JSONAndTimeTests {
     ])
     func escapesStrings(string: String, expected: String) throws {
         #expect(JSONValue.string(string).jsonText == expected)
+        #expect(JSONValue.string(string).jsonBytes == Array(expected.utf8))
         #expect(JSONValue(parsing: expected) == .string(string))
     }
 
