@@ -68,6 +68,8 @@ public final class PartitionedEngineService: Service {
     /// Connects to NATS (until it answers, or SIGTERM), makes the streams and buckets, then takes leases and
     /// evaluates until SIGTERM, when every lease is handed back with its partition's last snapshot.
     public func run() async throws {
+        // Trapped before anything can say `ready`: SIGHUP's default ends the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         guard let connection = try await connectToNATS() else { return }
         defer { connection.close() }
         let snapshots: PartitionSnapshotStore
@@ -111,6 +113,10 @@ public final class PartitionedEngineService: Service {
             }
             group.addTask {
                 try await self.keepPresence()
+                return .other
+            }
+            group.addTask {
+                await self.explainHangups(hangups)
                 return .other
             }
             group.addTask {
@@ -191,8 +197,8 @@ public final class PartitionedEngineService: Service {
 
     /// Every engine of a cluster must decide alike, so one engine alone does not reload its rules: SIGHUP is
     /// answered with what to do instead (instead of ending the process, SIGHUP's default).
-    private func explainHangups() async {
-        for await _ in await UnixSignalsSequence(trapping: .sighup) {
+    private func explainHangups(_ hangups: UnixSignalsSequence) async {
+        for await _ in hangups {
             logger.notice(
                 "SIGHUP: with --nats the rules are not reloaded; restart the engines one at a time (docs/scale-out.md)"
             )

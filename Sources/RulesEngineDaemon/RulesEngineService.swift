@@ -128,12 +128,14 @@ public final class RulesEngineService: Service {
     /// Runs until SIGTERM (graceful shutdown) or until a part of the engine fails; then drains (see
     /// `drain()`). Every part is a child task: the first one to fail ends the engine with its error.
     public func run() async throws {
+        // Trapped before anything can say `ready`: SIGHUP's default ends the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let failure = await withThrowingTaskGroup(of: Void.self) { group -> (any Error)? in
             group.addTask { await self.core.dispatcher.run() }
             group.addTask { try await self.keepPresence() }
             group.addTask { try await BrokerConnectionReporter(client: self.client, logger: self.logger).run() }
             group.addTask { try await self.runClock() }
-            group.addTask { try await self.runReloads() }
+            group.addTask { try await self.runReloads(hangups: hangups) }
             group.addTask { try await self.startThenAwaitShutdown() }
             // The shutdown waiter ends first on SIGTERM; the other parts run until cancelled or until they fail.
             var failure: (any Error)?
@@ -317,13 +319,13 @@ public final class RulesEngineService: Service {
     private enum ReloadTrigger { case filesChanged, hangup }
 
     /// File changes and SIGHUP, through one stream: two reloads never run at once.
-    private func runReloads() async throws {
+    private func runReloads(hangups: UnixSignalsSequence) async throws {
         let watcher = try RuleDirectoryWatcher(directory: configuration.rulesDirectory)
         defer { watcher.close() }
         let (triggers, trigger) = AsyncStream.makeStream(of: ReloadTrigger.self, bufferingPolicy: .bufferingNewest(8))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await _ in await UnixSignalsSequence(trapping: .sighup) { trigger.yield(.hangup) }
+                for await _ in hangups { trigger.yield(.hangup) }
             }
             group.addTask { [logger] in
                 do {

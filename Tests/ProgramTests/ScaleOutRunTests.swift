@@ -110,6 +110,26 @@ struct ScaleOutRunTests {
 }
 
 extension ScaleOutRunTests {
+    /// SIGHUP does not reload one engine of a cluster (they must decide alike) and does not end it either
+    /// (SIGHUP's default): it says what to do instead, and the engine goes on evaluating.
+    @Test func sighupExplainsTheRollingRestartAndTheEngineGoesOn() async throws {
+        let cluster = try await ScaleOutCluster()
+        let engine = try await cluster.startEngine("hup")
+        defer { engine.signal(SIGKILL) }
+        engine.signal(SIGHUP)
+        try await withTimeout(.seconds(20), "the engine answers SIGHUP") {
+            while !engine.standardError.contains("SIGHUP: with --nats the rules are not reloaded") {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        _ = try await cluster.waitForOwners { $0.count == Self.partitions }
+        for device in Self.devices { try await cluster.reading(device, 35) }
+        let on = try await cluster.commands(Self.devices.count)
+        #expect(Set(on.map(\.device)) == Set(Self.devices))
+    }
+}
+
+extension ScaleOutRunTests {
     /// An engine whose lease is older than the last owner seen in the decisions stream (a stale lease: it was
     /// deposed and has not noticed yet) does not take the partition: it writes no takeover mark, so the newer
     /// owner is not fenced by a stale one.
