@@ -74,6 +74,7 @@ extension Evaluator {
 
     static func earliestTransition(
         _ instance: Instance,
+        recentTransitions: [Int64],
         core: RuleCore,
         to kind: TransitionKind
     ) -> (Int64, flapping: Bool) {
@@ -83,9 +84,8 @@ extension Evaluator {
         case .fire: earliest = max(earliest, last + core.minOffMilliseconds)
         case .clear: earliest = max(earliest, last + core.minOnMilliseconds)
         }
-        if let limit = core.maxTransitions, instance.recentTransitions.count >= limit.count {
-            let windowOpens =
-                instance.recentTransitions[instance.recentTransitions.count - limit.count] + limit.windowMilliseconds
+        if let limit = core.maxTransitions, recentTransitions.count >= limit.count {
+            let windowOpens = recentTransitions[recentTransitions.count - limit.count] + limit.windowMilliseconds
             if windowOpens > earliest { return (windowOpens, true) }
         }
         return (earliest, false)
@@ -102,7 +102,12 @@ extension Evaluator {
         var instance = instances[slot]
         defer { instances[slot] = instance }
         let core = ruleSet.cores[Int(instance.rule)]
-        let (earliest, flapping) = Evaluator.earliestTransition(instance, core: core, to: kind)
+        let (earliest, flapping) = Evaluator.earliestTransition(
+            instance,
+            recentTransitions: core.maxTransitions == nil ? [] : recentTransitions[Int32(slot), default: []],
+            core: core,
+            to: kind
+        )
         guard time >= earliest else {
             instance.deferredUntil = earliest
             if flapping && !instance.limited {
@@ -122,9 +127,9 @@ extension Evaluator {
         let rule = ruleSet.rules[Int(instance.rule)]
         instance.limited = false
         instance.lastTransitionAt = time
-        if let limit = rule.maxTransitions {
-            instance.recentTransitions.append(time)
-            if instance.recentTransitions.count > limit.count { instance.recentTransitions.removeFirst() }
+        if let limit = core.maxTransitions {
+            recentTransitions[Int32(slot), default: []].append(time)
+            if recentTransitions[Int32(slot)]!.count > limit.count { recentTransitions[Int32(slot)]!.removeFirst() }
         }
         // A single condition has no leaves to report (and the call would copy the evaluator for nothing).
         let conditions = core.isSingleCondition ? [] : conditionReports(ofInstance: slot, at: time)

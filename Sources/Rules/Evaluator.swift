@@ -20,6 +20,9 @@ public struct Evaluator: Sendable {
     var lastProblems: [Int32: ReadingProblem] = [:]
     /// The reason of each instance's last transition, by slot (for `instanceReports`).
     var lastReasons: [Int32: String] = [:]
+    /// The times of the last transitions of instances whose rule has `max_transitions`, by slot, oldest first
+    /// (rare, so not in every instance).
+    var recentTransitions: [Int32: [Int64]] = [:]
     /// The states of combined rules' leaves and groups' members, addressed by slot like instances.
     var conditions: ContiguousArray<ConditionState> = []
     /// Shared leaves' and members' states by rule, leaf and captured values.

@@ -35,14 +35,35 @@ extension Evaluator {
         var limited = false
         /// Index of the rule in the rule set.
         var rule: Int32
-        var lastValue: JSONValue?
+        /// `lastValue`, in 9 bytes instead of 17.
+        var storedValue = StoredValue.none
         var timerGeneration: UInt32 = 0
         /// The captured values, in the rule's `captureNames` order.
         var labels: [String]
-        var recentTransitions: [Int64] = []
         /// A combined rule's: the state slot of each leaf, in leaf order; a group's: its members' (empty for a
         /// single condition).
         var inputs: [Int32] = []
+
+        /// The last usable reading's value (a window's value for a windowed rule).
+        var lastValue: JSONValue? {
+            get {
+                switch storedValue {
+                case .none: nil
+                case .number(let number): .number(number)
+                case .other(let box): box.value
+                }
+            }
+            set {
+                switch newValue {
+                case nil: storedValue = .none
+                case .number(let number)?: storedValue = .number(number)
+                case let value?:
+                    // A state string repeats reading after reading: keep the box it is already in.
+                    if case .other(let box) = storedValue, box.value == value { return }
+                    storedValue = .other(StoredValue.Box(value))
+                }
+            }
+        }
 
         var holdsSince: Int64? {
             get { Instance.optional(storedHoldsSince) }
@@ -110,6 +131,18 @@ extension Evaluator {
                 holdsSince = nil
             }
         }
+    }
+
+    /// An instance's last value: a number (almost always) inline, anything else in an immutable box.
+    enum StoredValue: Sendable {
+        final class Box: Sendable {
+            let value: JSONValue
+            init(_ value: JSONValue) { self.value = value }
+        }
+
+        case none
+        case number(Double)
+        case other(Box)
     }
 
     /// What one topic feeds, and the last `seq` its sensor sent.

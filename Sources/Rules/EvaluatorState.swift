@@ -248,6 +248,9 @@ extension Evaluator {
         lastReasons = Dictionary(
             uniqueKeysWithValues: lastReasons.compactMap { slot, reason in newSlotByOld[slot].map { ($0, reason) } }
         )
+        recentTransitions = Dictionary(
+            uniqueKeysWithValues: recentTransitions.compactMap { slot, times in newSlotByOld[slot].map { ($0, times) } }
+        )
         ruleSet = newSet
         instances = newInstances
         slotsByLabels = newSlots
@@ -334,7 +337,7 @@ extension Evaluator {
             instance.lastReadingAt = snapshot.lastReadingAt
             instance.staleSince = now
             instance.lastTransitionAt = snapshot.lastTransitionAt
-            instance.recentTransitions = snapshot.recentTransitions
+            recentTransitions[slot] = snapshot.recentTransitions.isEmpty ? nil : snapshot.recentTransitions
             instances[Int(slot)] = instance
             if let saved = snapshot.window, let window = ruleSet.rules[ruleIndex].leaves[0].window,
                 ruleSet.cores[ruleIndex].isSingleCondition
@@ -423,7 +426,7 @@ extension Evaluator {
             lastValue: instance.lastValue?.jsonText,
             lastReadingAt: instance.lastReadingAt,
             lastTransitionAt: instance.lastTransitionAt,
-            recentTransitions: instance.recentTransitions,
+            recentTransitions: slot.flatMap { recentTransitions[$0] } ?? [],
             conditions: instance.inputs.isEmpty
                 ? nil
                 : instance.inputs.map { slot in

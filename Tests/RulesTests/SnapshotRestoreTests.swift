@@ -15,6 +15,7 @@ struct SnapshotRestoreTests {
         "max: 6s\nabove: 30\nclear: 28",
         "rate: {per: 1m, over: 10s}\nabove: 30",
         "above: 30\nclear: 28\nstale: 3s",
+        "above: 30\nclear: 28\nmax_transitions: 2 per 30s",
     ]
 
     enum Message {
