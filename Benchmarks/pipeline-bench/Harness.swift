@@ -101,6 +101,37 @@ func statusMegabytes(_ pid: Int32, _ field: String) -> Double {
     return kilobytes / 1024
 }
 
+/// Resident MB by what is mapped (`/proc/PID/smaps`): the executable, Foundation's libraries, the Swift runtime,
+/// other libraries, and memory that is not a file's (heap, stacks; named `[heap]`, `[stack]` or unnamed).
+func residentBreakdown(_ pid: Int32) -> [(part: String, megabytes: Double)] {
+    // Read to its end: procfs files report no size, so a read by size stops early.
+    guard let data = FileHandle(forReadingAtPath: "/proc/\(pid)/smaps")?.readDataToEndOfFile(),
+        let smaps = String(data: data, encoding: .utf8),
+        let executable = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+    else { return [] }
+    var kilobytes: [String: Double] = [:]
+    var part = "anonymous"
+    for line in smaps.split(separator: "\n") {
+        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+        if let first = fields.first, first.contains("-"), first.allSatisfy({ $0.isHexDigit || $0 == "-" }) {
+            let path = fields.count >= 6 ? String(fields[5]) : ""
+            part =
+                switch path {
+                case executable: "the executable"
+                case _ where path.contains("Foundation"): "Foundation"
+                case _ where path.contains("/swift/"): "Swift runtime"
+                case _ where path.hasPrefix("/"): "other libraries"
+                default: "anonymous"
+                }
+        } else if fields.first == "Rss:", fields.count >= 2, let value = Double(fields[1]) {
+            kilobytes[part, default: 0] += value
+        }
+    }
+    return ["the executable", "Foundation", "Swift runtime", "other libraries", "anonymous"].map {
+        ($0, (kilobytes[$0] ?? 0) / 1024)
+    }
+}
+
 func seconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }

@@ -299,11 +299,13 @@ if want(4) {
 if want(5) {
     var baselines: [Int: Double] = [:]
     var baselineSplit: (anonymous: Double, file: Double) = (0, 0)
+    var breakdown: [(part: String, megabytes: Double)] = []
     for ruleCount in [10, 1_000] {
         let idle = try await EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: ruleCount)
             .start()
         baselines[ruleCount] = peakResidentMegabytes(idle.pid)
         baselineSplit = (statusMegabytes(idle.pid, "RssAnon"), statusMegabytes(idle.pid, "RssFile"))
+        breakdown = residentBreakdown(idle.pid)
         _ = await EngineUnderTest.stop(idle)
     }
     let engine = EngineUnderTest(kind: .ours, broker: broker, prefix: prefix(), ruleCount: 1_000)
@@ -329,6 +331,13 @@ if want(5) {
         baselineSplit.anonymous,
         "MB",
         "heap, stacks, written data; the rest is pages of code (RssFile \(String(format: "%.1f", baselineSplit.file)) MB)"
+    )
+    report.add(
+        5,
+        "    resident by mapping, 1,000 rules",
+        breakdown.reduce(0) { $0 + $1.megabytes },
+        "MB",
+        breakdown.map { "\($0.part) \(String(format: "%.1f", $0.megabytes))" }.joined(separator: ", ")
     )
     report.add(5, "  engine before any reading, 10 rules", baselines[10] ?? 0, "MB", "the runtime and libraries")
     report.add(
