@@ -328,8 +328,18 @@ final class NATSKeyValueHandle: @unchecked Sendable {
     }
 
     func create(_ key: String, _ value: [UInt8]) throws -> UInt64 {
-        try write(value, "creating '\(key)' in bucket '\(bucket)'") { revision, data, length in
-            kvStore_Create(revision, store, key, data, length)
+        let doing = "creating '\(key)' in bucket '\(bucket)'"
+        do {
+            return try write(value, doing) { revision, data, length in
+                kvStore_Create(revision, store, key, data, length)
+            }
+        } catch let error as NATSError where error.kind == .library {
+            // nats.c's create writes, and when refused reads the key to tell a tombstone from a live key; a key
+            // that expires between the two leaves a bare "Error" (the read's failure replaced the write's).
+            // Once more: the key is gone (the write succeeds) or there (refused as a revision mismatch).
+            return try write(value, doing) { revision, data, length in
+                kvStore_Create(revision, store, key, data, length)
+            }
         }
     }
 
