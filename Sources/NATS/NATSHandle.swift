@@ -333,7 +333,7 @@ final class NATSKeyValueHandle: @unchecked Sendable {
             return try write(value, doing) { revision, data, length in
                 kvStore_Create(revision, store, key, data, length)
             }
-        } catch let error as NATSError where error.kind == .library {
+        } catch let error as NATSError where error.status == Int32(NATS_ERR.rawValue) {
             // nats.c's create writes, and when refused reads the key to tell a tombstone from a live key; a key
             // that expires between the two leaves a bare "Error" (the read's failure replaced the write's).
             // Once more: the key is gone (the write succeeds) or there (refused as a revision mismatch).

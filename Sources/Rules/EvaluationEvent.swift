@@ -47,11 +47,6 @@ public enum RenderedAction: Hashable, Sendable {
         return payload.jsonBytes
     }
 
-    /// The text to publish: a string payload as it is, anything else as JSON (send its `utf8`: no copy).
-    public static func payloadText(_ payload: JSONValue) -> String {
-        if case .string(let text) = payload { return text }
-        return payload.jsonText
-    }
 }
 
 /// One action produced by one transition of one instance.

@@ -128,8 +128,10 @@ extension Evaluator {
         instance.limited = false
         instance.lastTransitionAt = time
         if let limit = core.maxTransitions {
-            recentTransitions[Int32(slot), default: []].append(time)
-            if recentTransitions[Int32(slot)]!.count > limit.count { recentTransitions[Int32(slot)]!.removeFirst() }
+            var times = recentTransitions[Int32(slot), default: []]
+            times.append(time)
+            if times.count > limit.count { times.removeFirst() }
+            recentTransitions[Int32(slot)] = times
         }
         // A single condition has no leaves to report (and the call would copy the evaluator for nothing).
         let conditions = core.isSingleCondition ? [] : conditionReports(ofInstance: slot, at: time)

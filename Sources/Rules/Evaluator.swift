@@ -188,7 +188,7 @@ public struct Evaluator: Sendable {
             }
         }
         return shared(
-            Resolution(
+            ResolutionShape(
                 targets: targets,
                 fields: fields,
                 keyRanges: keyRanges.count == fields.count + 1 ? keyRanges : nil
@@ -199,19 +199,20 @@ public struct Evaluator: Sendable {
     /// Topics of one shape (`site/dev-1/temperature`, `site/dev-2/temperature`, ...) usually feed the same rules
     /// through instances made together, whose slots follow each other: such a resolution is kept once, with
     /// its single conditions' slots counted from the topic's first one, so 10,000 sensors cost 10,000 route
-    /// entries and not 10,000 target lists. Any other resolution (a leaf's state, slots out of order) stays
-    /// the topic's own, with its slots as they are.
-    mutating func shared(_ resolution: Resolution) -> (Resolution, slotBase: Int32) {
-        let singleSlots = resolution.targets.lazy.filter { $0.leaf < 0 && $0.slot >= 0 }.map(\.slot)
-        guard resolution.targets.allSatisfy({ $0.leaf < 0 }), let base = singleSlots.first,
-            singleSlots.enumerated().allSatisfy({ $1 == base + Int32($0) })
-        else { return (resolution, 0) }
-        var relative = resolution.targets
-        for index in relative.indices where relative[index].slot >= 0 { relative[index].slot -= base }
-        let shape = ResolutionShape(targets: relative, fields: resolution.fields, keyRanges: resolution.keyRanges)
-        if let known = sharedResolutions[shape] { return (known, base) }
-        let made = Resolution(targets: relative, fields: resolution.fields, keyRanges: resolution.keyRanges)
-        sharedResolutions[shape] = made
+    /// entries and not 10,000 target lists (topics no rule matches share one too). Any other resolution (a
+    /// leaf's state, slots out of order) stays the topic's own, with its slots as they are.
+    mutating func shared(_ shape: ResolutionShape) -> (Resolution, slotBase: Int32) {
+        let slots = shape.targets.lazy.filter { $0.slot >= 0 }.map(\.slot)
+        let base = slots.first ?? 0
+        guard shape.targets.allSatisfy({ $0.leaf < 0 }), slots.enumerated().allSatisfy({ $1 == base + Int32($0) })
+        else { return (Resolution(targets: shape.targets, fields: shape.fields, keyRanges: shape.keyRanges), 0) }
+        var relative = shape
+        for index in relative.targets.indices where relative.targets[index].slot >= 0 {
+            relative.targets[index].slot -= base
+        }
+        if let known = sharedResolutions[relative] { return (known, base) }
+        let made = Resolution(targets: relative.targets, fields: relative.fields, keyRanges: relative.keyRanges)
+        sharedResolutions[relative] = made
         return (made, base)
     }
 
