@@ -103,8 +103,8 @@ extension Evaluator {
         var cause: String?
         if clock.isFlapping, let detection = settings.flapping {
             // Held in the state the rule names until the flapping stops.
-            instances[slot].deferredUntil = nil
-            let firing = instances[slot].phase.isFiring
+            instances[slot].isDeferred = false
+            let firing = instances[slot].isFiring
             switch detection.state {
             case .hold: break
             case .fire: kind = firing ? nil : .fire
@@ -124,7 +124,7 @@ extension Evaluator {
         clock.notHoldingSince = gate.notHoldingSince
         if let kind {
             transition(slot: slot, to: kind, at: time, cause: cause, into: &events)
-            if !instances[slot].phase.isFiring { clock.notHoldingSince = nil }
+            if !instances[slot].isFiring { clock.notHoldingSince = nil }
         }
         var wake = gate.wake
         if core.isSingleCondition, let window = ruleSet.windows[ruleIndex][0],
@@ -132,7 +132,7 @@ extension Evaluator {
         {
             wake = min(wake ?? .max, expiry)
         }
-        Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers, wake: wake)
+        scheduleTimer(slot: slot, core: core, wake: wake)
         if keepsClockState, clock != savedClock ?? ClockState() { clockStates[Int32(slot)] = clock }
         if effects.tracksChanges,
             instances[slot].phase != phaseBefore || instances[slot].lastTransitionAt != transitionBefore
@@ -197,7 +197,7 @@ extension Evaluator {
             }
             return
         }
-        let holds = core.condition.holds(windowValue: value, window: window, latched: instances[slot].phase.isFiring)
+        let holds = core.condition.holds(windowValue: value, window: window, latched: instances[slot].isFiring)
         instances[slot].lastValue = .number(value)
         instances[slot].holds = holds
         if !holds {

@@ -128,7 +128,7 @@ extension Evaluator {
             let labels = grouping.captureNames.map { captured[leaf.topic.captureNames.firstIndex(of: $0)!] }
             let instance = combinedSlot(rule: ruleIndex, labels: labels)
             let (member, created) = keyedCondition(rule: ruleIndex, leaf: leafIndex, labels: captured, owner: instance)
-            if created { instances[Int(instance)].inputs.append(member) }
+            if created { instanceInputs[instance, default: []].append(member) }
             return member
         }
         if isShared(rule: ruleIndex, leaf: leafIndex) {
@@ -137,13 +137,14 @@ extension Evaluator {
         let labels =
             leaf.topic.captureNames == rule.captureNames
             ? captured : rule.captureNames.map { captured[leaf.topic.captureNames.firstIndex(of: $0)!] }
-        return instances[Int(combinedSlot(rule: ruleIndex, labels: labels))].inputs[leafIndex]
+        let instance = combinedSlot(rule: ruleIndex, labels: labels)  // before `inputs(of:)` reads the table
+        return inputs(of: Int(instance))[leafIndex]
     }
 
     /// The slot of a combined or grouped rule's instance, created inactive when it does not exist yet; a
     /// combination's instance gets a state for each leaf it owns and reads the shared ones.
     mutating func combinedSlot(rule ruleIndex: Int, labels: [String]) -> Int32 {
-        if let slot = slotsByLabels[ruleIndex][labels] { return slot }
+        if let slot = instanceIndex.slot(rule: Int32(ruleIndex), labels: labels, in: instances) { return slot }
         let slot = self.slot(rule: ruleIndex, labels: labels)
         let rule = ruleSet.rules[ruleIndex]
         guard rule.grouping == nil else { return slot }
@@ -161,7 +162,7 @@ extension Evaluator {
                 inputs.append(appendCondition(rule: ruleIndex, leaf: leafIndex, labels: leafLabels, owner: slot))
             }
         }
-        instances[Int(slot)].inputs = inputs
+        instanceInputs[slot] = inputs
         return slot
     }
 
@@ -274,8 +275,8 @@ extension Evaluator {
     mutating func recombine(slot: Int, at time: Int64, into events: inout [EvaluationEvent]) {
         let ruleIndex = Int(instances[slot].rule)
         if ruleSet.hasWindows[ruleIndex] {
-            for position in instances[slot].inputs.indices {
-                refreshWindow(condition: Int(instances[slot].inputs[position]), at: time)
+            for input in inputs(of: slot) {
+                refreshWindow(condition: Int(input), at: time)
             }
         }
         let truth = self.truth(ofInstance: slot, at: time)
@@ -307,7 +308,7 @@ extension Evaluator {
         let ruleIndex = Int(instances[slot].rule)
         if let match = ruleSet.matches[ruleIndex] {
             let (holding, unknown) = memberCounts(ofInstance: slot, at: time)
-            return Truth.vote(match, holding: holding, unknown: unknown, total: instances[slot].inputs.count)
+            return Truth.vote(match, holding: holding, unknown: unknown, total: inputs(of: slot).count)
         }
         var node = Int(ruleSet.combinationStarts[ruleIndex])
         guard node >= 0 else { return instances[slot].holds ? .true : .false }
@@ -319,7 +320,7 @@ extension Evaluator {
         let stale = ruleSet.conditionCores[Int(instances[slot].rule)][0].staleMilliseconds
         var holding = 0
         var unknown = 0
-        for member in instances[slot].inputs {
+        for member in inputs(of: slot) {
             switch conditions[Int(member)].truth(at: time, stale: stale) {
             case .true: holding += 1
             case .unknown: unknown += 1
@@ -337,7 +338,7 @@ extension Evaluator {
         switch current.kind {
         case .leaf:
             let leaf = Int(current.value)
-            return conditions[Int(instances[slot].inputs[leaf])].truth(
+            return conditions[Int(inputs(of: slot)[leaf])].truth(
                 at: time,
                 stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
             )
@@ -351,7 +352,7 @@ extension Evaluator {
                 if element.kind == .leaf {
                     node += 1
                     let leaf = Int(element.value)
-                    value = conditions[Int(instances[slot].inputs[leaf])].truth(
+                    value = conditions[Int(inputs(of: slot)[leaf])].truth(
                         at: time,
                         stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
                     )
@@ -372,7 +373,7 @@ extension Evaluator {
         let rule = Int(instances[slot].rule)
         let grouped = ruleSet.matches[rule] != nil
         var earliest: Int64?
-        for (position, state) in instances[slot].inputs.enumerated() {
+        for (position, state) in inputs(of: slot).enumerated() {
             let core = ruleSet.conditionCores[rule][grouped ? 0 : position]
             let window = ruleSet.windows[rule][grouped ? 0 : position]
             if let window, let expiry = conditionWindows[state]?.nextExpiry(of: window), expiry > time {
@@ -392,7 +393,7 @@ extension Evaluator {
         let ruleIndex = Int(instance.rule)
         let rule = ruleSet.rules[ruleIndex]
         guard !rule.isSingleCondition else { return [] }
-        return instance.inputs.enumerated().map { position, state in
+        return inputs(of: slot).enumerated().map { position, state in
             let condition = conditions[Int(state)]
             let leafIndex = Int(condition.leaf)
             let leaf = rule.leaves[leafIndex]

@@ -15,7 +15,7 @@ extension Evaluator {
         if let kind = Evaluator.decide(&instances[slot], core: core, at: time, gate: &gate) {
             transition(slot: slot, to: kind, at: time, into: &events)
         }
-        Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers)
+        scheduleTimer(slot: slot, core: core)
         if effects.tracksChanges,
             instances[slot].phase != phaseBefore || instances[slot].lastTransitionAt != transitionBefore
         {
@@ -31,11 +31,11 @@ extension Evaluator {
         at time: Int64,
         gate: inout ClockGate
     ) -> TransitionKind? {
-        instance.deferredUntil = nil
+        instance.isDeferred = false
         var wantsFiring = instance.stale || instance.holds
         // Outside its schedule a rule's condition counts as false (a firing one may hold on, `outside_active`).
-        if !gate.isActive, !(instance.phase.isFiring && gate.outsideActiveHolds) {
-            gate.endedBySchedule = wantsFiring || instance.phase.isFiring
+        if !gate.isActive, !(instance.isFiring && gate.outsideActiveHolds) {
+            gate.endedBySchedule = wantsFiring || instance.isFiring
             wantsFiring = false
         }
         switch instance.phase {
@@ -109,7 +109,8 @@ extension Evaluator {
             to: kind
         )
         guard time >= earliest else {
-            instance.deferredUntil = earliest
+            instance.isDeferred = true
+            deferrals[Int32(slot)] = earliest
             if flapping && !instance.limited {
                 instance.limited = true
                 let rule = ruleSet.rules[Int(instance.rule)]
@@ -191,16 +192,29 @@ extension Evaluator {
         }
     }
 
-    /// Sets the instance's one timer to its earliest deadline (`wake` adds a clocked rule's: a window's expiry,
+    /// Sets an instance's one timer to its earliest deadline (`wake` adds a clocked rule's: a window's expiry,
     /// a schedule boundary, the end of `keep_firing_for`).
+    mutating func scheduleTimer(slot: Int, core: RuleCore, wake: Int64? = nil) {
+        let deferredUntil = instances[slot].isDeferred ? deferrals[Int32(slot)] : nil
+        Evaluator.schedule(
+            &instances[slot],
+            slot: Int32(slot),
+            core: core,
+            deferredUntil: deferredUntil,
+            timers: &effects.timers,
+            wake: wake
+        )
+    }
+
     static func schedule(
         _ instance: inout Instance,
         slot: Int32,
         core: RuleCore,
+        deferredUntil: Int64?,
         timers: inout TimerHeap,
-        wake: Int64? = nil
+        wake: Int64?
     ) {
-        var due = instance.deferredUntil
+        var due = deferredUntil
         if let wake { due = min(due ?? .max, wake) }
         if case .pending(let since) = instance.phase {
             due = min(due ?? .max, since + core.forMilliseconds)

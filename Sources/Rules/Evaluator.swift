@@ -8,8 +8,8 @@ public struct Evaluator: Sendable {
     /// Every instance, addressed by slot. Slots never move until the rules are replaced, so readings,
     /// timers and change tracking refer to instances by a plain integer and mutate them in place.
     var instances: ContiguousArray<Instance> = []
-    /// Per rule: captured label values → slot.
-    var slotsByLabels: [[[String]: Int32]]
+    /// Every instance's slot by rule and captured values.
+    var instanceIndex = InstanceIndex()
     /// Per topic seen: the instances it feeds (resolved once per rule set) and its last `seq`.
     var routes: [String: Route] = [:]
     /// Resolutions that many topics share, by what they hold (see `shared(_:)`).
@@ -20,6 +20,11 @@ public struct Evaluator: Sendable {
     var lastProblems: [Int32: ReadingProblem] = [:]
     /// The reason of each instance's last transition, by slot (for `instanceReports`).
     var lastReasons: [Int32: String] = [:]
+    /// When each deferred transition may happen, by slot (read only while the instance's `isDeferred` is set).
+    var deferrals: [Int32: Int64] = [:]
+    /// A combined rule's instance: the state slot of each leaf, in leaf order; a group's: its members' (absent
+    /// for a single condition), by slot.
+    var instanceInputs: [Int32: [Int32]] = [:]
     /// The times of the last transitions of instances whose rule has `max_transitions`, by slot, oldest first
     /// (rare, so not in every instance).
     var recentTransitions: [Int32: [Int64]] = [:]
@@ -58,7 +63,6 @@ public struct Evaluator: Sendable {
     /// Creates an evaluator with no instances.
     public init(ruleSet: RuleSet) {
         self.ruleSet = ruleSet
-        self.slotsByLabels = Array(repeating: [:], count: ruleSet.rules.count)
     }
 
     /// The earliest time a timer is due, if any.
@@ -129,7 +133,9 @@ public struct Evaluator: Sendable {
     public mutating func advance(to time: Int64, into events: inout [EvaluationEvent]) {
         while let entry = effects.timers.popIfDue(atOrBefore: time) {
             let slot = Int(entry.slot)
-            guard instances[slot].timerGeneration == entry.generation else { continue }
+            guard instances[slot].timerGeneration == entry.generation, instances[slot].timerDue == entry.due else {
+                continue
+            }
             now = max(now, entry.due)
             guard ruleSet.cores[Int(entry.rule)].isSingleCondition else {
                 recombine(slot: slot, at: entry.due, into: &events)
@@ -253,12 +259,16 @@ public struct Evaluator: Sendable {
         return Evaluator.sequenceNumber(fieldValues[0])
     }
 
+    /// A combined or grouped instance's condition slots (empty for a single condition).
+    @inline(__always)
+    func inputs(of slot: Int) -> [Int32] { instanceInputs[Int32(slot)] ?? [] }
+
     /// The slot of an instance, created inactive when it does not exist yet.
     mutating func slot(rule ruleIndex: Int, labels: [String]) -> Int32 {
-        if let slot = slotsByLabels[ruleIndex][labels] { return slot }
+        if let slot = instanceIndex.slot(rule: Int32(ruleIndex), labels: labels, in: instances) { return slot }
         let slot = Int32(instances.count)
         instances.append(Instance(rule: Int32(ruleIndex), labels: labels))
-        slotsByLabels[ruleIndex][labels] = slot
+        instanceIndex.insert(slot: slot, in: instances)
         return slot
     }
 
@@ -284,7 +294,7 @@ public struct Evaluator: Sendable {
         if core.valueType == .number, !core.comparesByEquality,
             case .number(let number)? = fieldValues[Int(target.field) + 1]
         {
-            let holds = core.holds(number: number, firing: instances[slot].phase.isFiring)
+            let holds = core.holds(number: number, firing: instances[slot].isFiring)
             instances[slot].observe(.number(number), holds: holds, at: time)
             step(slot: slot, at: time, into: &events)
             return
@@ -294,7 +304,7 @@ public struct Evaluator: Sendable {
             let holds = core.condition.holds(
                 value,
                 expected: ruleSet.equalsValues[ruleIndex][0],
-                latched: instances[slot].phase.isFiring
+                latched: instances[slot].isFiring
             )
             instances[slot].observe(value, holds: holds, at: time)
         case .failure(let found):

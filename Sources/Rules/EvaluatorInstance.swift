@@ -16,33 +16,97 @@ extension Evaluator {
             }
         }
 
-        // Laid out for size (100,000 instances are common): small fields first, times as Int64 with
-        // `Int64.min` for "none" behind optional-typed accessors, the rare last problem in a side table.
-        // A field starts right after the previous one's size, so the small ones fill the tail of `phase` and
-        // `lastValue` (120 bytes in declaration order by kind, 112 in this order).
+        // Laid out for size (100,000 instances are common): times as Int64 with `Int64.min` for "none" behind
+        // optional-typed accessors; the phase as its start time and two bits of `flags`, beside the booleans; the
+        // rare parts (a deferred transition's time, a combined rule's inputs, the last problem) in the
+        // evaluator's side tables by slot. A field starts right after the previous one's size, so the small
+        // ones fill the tail of the 9-byte `storedValue`: 72 bytes.
 
         var storedHoldsSince = Int64.min
         var storedLastReadingAt = Int64.min
         var storedStaleSince = Int64.min
         var storedLastTransitionAt = Int64.min
-        var storedDeferredUntil = Int64.min
         var storedTimerDue = Int64.min
-        var phase = Phase.inactive
-        /// Whether the condition holds, from the last usable reading (or the unknown policy).
-        var holds = false
-        var stale = false
-        /// Whether `max_transitions` holds it back (a transition is deferred until its window allows one).
-        var limited = false
-        /// Index of the rule in the rule set.
-        var rule: Int32
-        /// `lastValue`, in 9 bytes instead of 17.
-        var storedValue = StoredValue.none
-        var timerGeneration: UInt32 = 0
+        /// When the instance became pending or firing (`phase`'s payload).
+        var phaseSince: Int64 = 0
         /// The captured values, in the rule's `captureNames` order.
         var labels: [String]
-        /// A combined rule's: the state slot of each leaf, in leaf order; a group's: its members' (empty for a
-        /// single condition).
-        var inputs: [Int32] = []
+        /// `lastValue`, in 9 bytes instead of 17.
+        var storedValue = StoredValue.none
+        /// `holds`, `stale`, `limited`, `isDeferred`, and the phase in bits 4 and 5.
+        var flags: UInt8 = 0
+        /// Tells a timer entry that was replaced from the current one (with its due time; 16 bits suffice:
+        /// an outdated entry would also need the current due time to be taken for it).
+        var timerGeneration: UInt16 = 0
+        /// Index of the rule in the rule set.
+        var rule: Int32
+
+        var phase: Phase {
+            @inline(__always) get {
+                switch flags & Instance.phaseMask {
+                case Instance.pendingBits: .pending(since: phaseSince)
+                case Instance.firingBits: .firing(since: phaseSince)
+                default: .inactive
+                }
+            }
+            @inline(__always) set {
+                let bits: UInt8
+                switch newValue {
+                case .inactive:
+                    bits = 0
+                    phaseSince = 0
+                case .pending(let since):
+                    bits = Instance.pendingBits
+                    phaseSince = since
+                case .firing(let since):
+                    bits = Instance.firingBits
+                    phaseSince = since
+                }
+                flags = flags & ~Instance.phaseMask | bits
+            }
+        }
+
+        /// Whether the phase is `firing`, without building the enum.
+        var isFiring: Bool {
+            @inline(__always) get { flags & Instance.phaseMask == Instance.firingBits }
+        }
+
+        /// Whether the condition holds, from the last usable reading (or the unknown policy).
+        var holds: Bool {
+            @inline(__always) get { flag(Instance.holdsBit) }
+            @inline(__always) set { setFlag(Instance.holdsBit, newValue) }
+        }
+        var stale: Bool {
+            @inline(__always) get { flag(Instance.staleBit) }
+            @inline(__always) set { setFlag(Instance.staleBit, newValue) }
+        }
+        /// Whether `max_transitions` holds it back (a transition is deferred until its window allows one).
+        var limited: Bool {
+            @inline(__always) get { flag(Instance.limitedBit) }
+            @inline(__always) set { setFlag(Instance.limitedBit, newValue) }
+        }
+        /// Whether a transition waits (for `cooldown`, `min_on`, `min_off`, `max_transitions`) until the time
+        /// kept in the evaluator's `deferrals`.
+        var isDeferred: Bool {
+            @inline(__always) get { flag(Instance.deferredBit) }
+            @inline(__always) set { setFlag(Instance.deferredBit, newValue) }
+        }
+
+        static let holdsBit: UInt8 = 1
+        static let staleBit: UInt8 = 2
+        static let limitedBit: UInt8 = 4
+        static let deferredBit: UInt8 = 8
+        static let phaseMask: UInt8 = 0x30
+        static let pendingBits: UInt8 = 0x10
+        static let firingBits: UInt8 = 0x20
+
+        @inline(__always)
+        func flag(_ bit: UInt8) -> Bool { flags & bit != 0 }
+
+        @inline(__always)
+        mutating func setFlag(_ bit: UInt8, _ value: Bool) {
+            flags = value ? flags | bit : flags & ~bit
+        }
 
         /// The last usable reading's value (a window's value for a windowed rule).
         var lastValue: JSONValue? {
@@ -88,10 +152,6 @@ extension Evaluator {
         var lastTransitionAt: Int64? {
             get { Instance.optional(storedLastTransitionAt) }
             set { storedLastTransitionAt = newValue ?? .min }
-        }
-        var deferredUntil: Int64? {
-            get { Instance.optional(storedDeferredUntil) }
-            set { storedDeferredUntil = newValue ?? .min }
         }
         var timerDue: Int64? {
             get { Instance.optional(storedTimerDue) }
@@ -204,7 +264,7 @@ struct TimerHeap: Sendable {
         var due: Int64
         var rule: Int32
         var slot: Int32
-        var generation: UInt32
+        var generation: UInt16
 
         static func < (lhs: Entry, rhs: Entry) -> Bool { lhs.due < rhs.due }
         static func == (lhs: Entry, rhs: Entry) -> Bool { lhs.due == rhs.due }

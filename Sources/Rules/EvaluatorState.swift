@@ -184,7 +184,6 @@ extension Evaluator {
         }
         var newInstances: ContiguousArray<Instance> = []
         var newSlotByOld: [Int32: Int32] = [:]
-        var newSlots: [[[String]: Int32]] = Array(repeating: [:], count: newSet.rules.count)
         var newInstanceWindows: [Int32: WindowState] = [:]
         var newClockStates: [Int32: ClockState] = [:]
         for (oldSlot, instance) in instances.enumerated() {
@@ -193,7 +192,6 @@ extension Evaluator {
             moved.rule = Int32(newRule)
             let newSlot = Int32(newInstances.count)
             newInstances.append(moved)
-            newSlots[newRule][moved.labels] = newSlot
             newSlotByOld[Int32(oldSlot)] = newSlot
             if restartedLeaves[Int(instance.rule)]?.contains(0) != true, let window = instanceWindows[Int32(oldSlot)] {
                 newInstanceWindows[newSlot] = window
@@ -231,9 +229,11 @@ extension Evaluator {
                 newConditionByOld[state].map { ($0, readers.compactMap { newSlotByOld[$0] }) }
             }
         )
-        for index in newInstances.indices where !newInstances[index].inputs.isEmpty {
-            newInstances[index].inputs = newInstances[index].inputs.compactMap { newConditionByOld[$0] }
-        }
+        instanceInputs = Dictionary(
+            uniqueKeysWithValues: instanceInputs.compactMap { slot, inputs in
+                newSlotByOld[slot].map { ($0, inputs.compactMap { newConditionByOld[$0] }) }
+            }
+        )
         conditions = newConditions
         conditionSlots = newConditionSlots
         conditionProblems = Dictionary(
@@ -251,9 +251,15 @@ extension Evaluator {
         recentTransitions = Dictionary(
             uniqueKeysWithValues: recentTransitions.compactMap { slot, times in newSlotByOld[slot].map { ($0, times) } }
         )
+        deferrals = Dictionary(
+            uniqueKeysWithValues: deferrals.compactMap { slot, until in
+                guard let moved = newSlotByOld[slot], newInstances[Int(moved)].isDeferred else { return nil }
+                return (moved, until)
+            }
+        )
         ruleSet = newSet
         instances = newInstances
-        slotsByLabels = newSlots
+        instanceIndex = InstanceIndex(of: instances)
         // Topics are matched again against the new rules; their `seq` memory stays.
         for index in routes.indices { routes.values[index].resolution = nil }
         sharedResolutions = [:]
@@ -325,7 +331,6 @@ extension Evaluator {
                 restoreConditions(snapshot.conditions ?? [], instance: slot, now: now)
             }
             var instance = Instance(rule: Int32(ruleIndex), labels: snapshot.labels)
-            instance.inputs = instances[Int(slot)].inputs
             switch snapshot.phase {
             case .inactive: instance.phase = .inactive
             case .pending: instance.phase = .pending(since: snapshot.since ?? now)
@@ -385,11 +390,11 @@ extension Evaluator {
                     labels: saved.labels,
                     owner: slot
                 )
-                if created { instances[Int(slot)].inputs.append(member) }
+                if created { instanceInputs[slot, default: []].append(member) }
                 state = member
             } else {
                 // The instance already has a state for each of its leaves (its own or a shared one).
-                state = instances[Int(slot)].inputs[saved.leaf]
+                state = inputs(of: Int(slot))[saved.leaf]
                 guard conditions[Int(state)].labels == saved.labels else { continue }
             }
             conditions[Int(state)].latched = saved.latched
@@ -405,6 +410,7 @@ extension Evaluator {
     }
 
     private func snapshot(of instance: Instance, rule: Rule, slot: Int32?) -> InstanceSnapshot {
+        let inputs = slot.map { self.inputs(of: Int($0)) } ?? []
         let phase: InstanceSnapshot.Phase
         var since: Int64?
         switch instance.phase {
@@ -427,9 +433,9 @@ extension Evaluator {
             lastReadingAt: instance.lastReadingAt,
             lastTransitionAt: instance.lastTransitionAt,
             recentTransitions: slot.flatMap { recentTransitions[$0] } ?? [],
-            conditions: instance.inputs.isEmpty
+            conditions: inputs.isEmpty
                 ? nil
-                : instance.inputs.map { slot in
+                : inputs.map { slot in
                     let condition = conditions[Int(slot)]
                     return ConditionSnapshot(
                         leaf: Int(condition.leaf),
@@ -460,7 +466,7 @@ extension Evaluator {
             if core.isSingleCondition, let window = ruleSet.windows[rule][0] {
                 wake = instanceWindows[Int32(slot)]?.nextExpiry(of: window)
             }
-            Evaluator.schedule(&instances[slot], slot: Int32(slot), core: core, timers: &effects.timers, wake: wake)
+            scheduleTimer(slot: slot, core: core, wake: wake)
         }
     }
 }
@@ -538,7 +544,7 @@ extension Evaluator {
         var counts: [String: (all: Int, firing: Int)] = [:]
         for instance in instances {
             counts[ruleSet.rules[Int(instance.rule)].id, default: (0, 0)].all += 1
-            if instance.phase.isFiring { counts[ruleSet.rules[Int(instance.rule)].id, default: (0, 0)].firing += 1 }
+            if instance.isFiring { counts[ruleSet.rules[Int(instance.rule)].id, default: (0, 0)].firing += 1 }
         }
         return counts
     }
@@ -547,10 +553,10 @@ extension Evaluator {
     /// deferred by `min_on`, `min_off`, `cooldown` or `max_transitions`, a clear `keep_firing_for` waits for, or
     /// flap detection.
     func heldState(of instance: Instance, rule: Rule, slot: Int) -> (by: String, until: Int64?)? {
-        if let until = instance.deferredUntil {
+        if instance.isDeferred, let until = deferrals[Int32(slot)] {
             let last = instance.lastTransitionAt ?? .min
             if instance.limited { return ("max_transitions", until) }
-            if instance.phase.isFiring {
+            if instance.isFiring {
                 return (
                     until == last + rule.minOnMilliseconds && rule.minOnMilliseconds > 0 ? "min_on" : "cooldown", until
                 )
@@ -560,7 +566,7 @@ extension Evaluator {
             )
         }
         let clock = clockStates[Int32(slot)]
-        if instance.phase.isFiring, rule.keepFiringForMilliseconds > 0, let since = clock?.notHoldingSince {
+        if instance.isFiring, rule.keepFiringForMilliseconds > 0, let since = clock?.notHoldingSince {
             return ("keep_firing_for", since + rule.keepFiringForMilliseconds)
         }
         if clock?.isFlapping == true { return ("flapping", nil) }

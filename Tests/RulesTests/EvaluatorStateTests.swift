@@ -128,7 +128,7 @@ struct EvaluatorStateTests {
 struct EvaluatorMemoryTests {
     /// 100,000 instances are a normal deployment (10,000 sensors × 10 rules): an instance stays small.
     @Test func anInstanceStaysSmall() {
-        #expect(MemoryLayout<Evaluator.Instance>.stride <= 96)
+        #expect(MemoryLayout<Evaluator.Instance>.stride <= 72)
     }
 }
 
