@@ -296,6 +296,10 @@ public struct Evaluator: Sendable {
         {
             let holds = core.holds(number: number, firing: instances[slot].isFiring)
             instances[slot].observe(.number(number), holds: holds, at: time)
+            // Most readings leave an instance where it is, and then `step` has nothing to do: no transition
+            // pending or deferred, no timer. A rule with `stale` steps to move its timer on every reading; a
+            // clocked rule's step also counts results for flap detection.
+            if core.staleMilliseconds == nil, !core.usesClock, instances[slot].isSettled { return }
             step(slot: slot, at: time, into: &events)
             return
         }

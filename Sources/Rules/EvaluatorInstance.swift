@@ -71,6 +71,20 @@ extension Evaluator {
             @inline(__always) get { flags & Instance.phaseMask == Instance.firingBits }
         }
 
+        /// Whether the state machine has nothing to do for it: inactive and not wanting to fire, or firing and
+        /// wanting to stay, with no timer and no deferred transition.
+        var isSettled: Bool {
+            @inline(__always) get {
+                guard storedTimerDue == .min, !isDeferred else { return false }
+                let wantsFiring = flags & (Instance.holdsBit | Instance.staleBit) != 0
+                switch flags & Instance.phaseMask {
+                case 0: return !wantsFiring
+                case Instance.firingBits: return wantsFiring
+                default: return false
+                }
+            }
+        }
+
         /// Whether the condition holds, from the last usable reading (or the unknown policy).
         var holds: Bool {
             @inline(__always) get { flag(Instance.holdsBit) }
