@@ -319,7 +319,7 @@ extension Evaluator {
         for snapshot in snapshots {
             guard let ruleIndex = byID[snapshot.ruleID],
                 ruleSet.definitionHashes[ruleIndex] == snapshot.definition
-                    || ruleSet.definitionFingerprints[ruleIndex] == snapshot.definition,
+                    || Rule.hash(ofFingerprint: snapshot.definition) == ruleSet.definitionHashes[ruleIndex],
                 snapshot.labels.count == ruleSet.rules[ruleIndex].captureNames.count
             else { continue }
             let slot: Int32

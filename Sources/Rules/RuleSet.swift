@@ -40,10 +40,8 @@ public struct RuleSet: Sendable {
     let keyRanges: [Range<Int>?]
     static let sequenceKeyRange = 0..<3
     private let indexByID: [String: Int]
-    /// Each rule's `definitionFingerprint`, computed once (it is built by reflection: slow to repeat per
-    /// transition).
-    public let definitionFingerprints: [String]
-    /// Each rule's `definitionHash`.
+    /// Each rule's `definitionHash`, computed once (its fingerprint is built by reflection: slow to repeat per
+    /// transition; the fingerprints themselves are not kept, about 700 bytes per rule).
     public let definitionHashes: [String]
 
     /// What the loader accepted but the user should know about (`check` prints them as `warning:`): a duration
@@ -103,8 +101,7 @@ public struct RuleSet: Sendable {
         }
         self.keyBytes = keyBytes
         self.indexByID = Dictionary(rules.enumerated().map { ($1.id, $0) }, uniquingKeysWith: { first, _ in first })
-        self.definitionFingerprints = rules.map(\.definitionFingerprint)
-        self.definitionHashes = definitionFingerprints.map(Rule.hash(ofFingerprint:))
+        self.definitionHashes = rules.map(\.definitionHash)
     }
 
     /// The position in `rules` of the rule with `id`.
