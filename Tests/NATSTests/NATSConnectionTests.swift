@@ -76,13 +76,14 @@ struct NATSConnectionTests {
     }
 
     /// What leases are built on: a create is refused while the key exists, an update with a stale revision
-    /// is refused, and after the bucket's TTL the key is gone and a rival's create succeeds.
+    /// is refused, and after the bucket's TTL the key is gone and a rival's create succeeds. (The TTL leaves
+    /// the steps before the expiry 3 s: with 1 s, a loaded machine once let the key expire before the renewal.)
     @Test func keyValueRevisionsFenceWritersAndKeysExpire() async throws {
         let server = try await TestNATSServer()
         let owner = try await Self.connect(server, "owner")
         let rival = try await Self.connect(server, "rival")
-        let leases = try await owner.keyValue(bucket: "leases", ttl: .seconds(1))
-        let rivalLeases = try await rival.keyValue(bucket: "leases", ttl: .seconds(1))
+        let leases = try await owner.keyValue(bucket: "leases", ttl: .seconds(3))
+        let rivalLeases = try await rival.keyValue(bucket: "leases", ttl: .seconds(3))
         #expect(try await leases.get("p0") == nil)
         let first = try await leases.create("p0", Array("owner".utf8))
         await #expect {
