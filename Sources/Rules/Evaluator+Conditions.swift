@@ -312,7 +312,7 @@ extension Evaluator {
         }
         var node = Int(ruleSet.combinationStarts[ruleIndex])
         guard node >= 0 else { return instances[slot].holds ? .true : .false }
-        return truth(atNode: &node, instance: slot, rule: ruleIndex, at: time)
+        return truth(atNode: &node, inputs: inputs(of: slot), rule: ruleIndex, at: time)
     }
 
     /// How many members of a group hold, and how many are unknown, at `time`.
@@ -331,14 +331,15 @@ extension Evaluator {
     }
 
     /// The truth of the combination node at `node` (in `RuleSet.combinationNodes`, preorder), leaving `node`
-    /// just past it and its elements.
-    func truth(atNode node: inout Int, instance slot: Int, rule: Int, at time: Int64) -> Truth {
+    /// just past it and its elements. `inputs` are the instance's condition slots, looked up once per
+    /// combination rather than once per leaf.
+    func truth(atNode node: inout Int, inputs: [Int32], rule: Int, at time: Int64) -> Truth {
         let current = ruleSet.combinationNodes[node]
         node += 1
         switch current.kind {
         case .leaf:
             let leaf = Int(current.value)
-            return conditions[Int(inputs(of: slot)[leaf])].truth(
+            return conditions[Int(inputs[leaf])].truth(
                 at: time,
                 stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
             )
@@ -352,18 +353,18 @@ extension Evaluator {
                 if element.kind == .leaf {
                     node += 1
                     let leaf = Int(element.value)
-                    value = conditions[Int(inputs(of: slot)[leaf])].truth(
+                    value = conditions[Int(inputs[leaf])].truth(
                         at: time,
                         stale: ruleSet.conditionCores[rule][leaf].staleMilliseconds
                     )
                 } else {
-                    value = truth(atNode: &node, instance: slot, rule: rule, at: time)
+                    value = truth(atNode: &node, inputs: inputs, rule: rule, at: time)
                 }
                 result = isAll ? Truth.and(result, value) : Truth.or(result, value)
             }
             return result
         case .not:
-            return truth(atNode: &node, instance: slot, rule: rule, at: time).negated
+            return truth(atNode: &node, inputs: inputs, rule: rule, at: time).negated
         }
     }
 
