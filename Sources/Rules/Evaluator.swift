@@ -11,9 +11,15 @@ public struct Evaluator: Sendable {
     /// Every instance's slot by rule and captured values.
     var instanceIndex = InstanceIndex()
     /// Per topic seen: the instances it feeds (resolved once per rule set) and its last `seq`.
-    var routes: [String: Route] = [:]
+    var routes = RouteTable()
+    /// Every resolution of the current rule set, by index (routes refer to them); their parts are ranges of
+    /// the three arrays after it.
+    var resolutions: ContiguousArray<Resolution> = []
+    var resolvedTargets: ContiguousArray<RouteTarget> = []
+    var resolvedFields: ContiguousArray<Int> = []
+    var resolvedKeyRanges: ContiguousArray<Range<Int>> = []
     /// Resolutions that many topics share, by what they hold (see `shared(_:)`).
-    var sharedResolutions: [ResolutionShape: Resolution] = [:]
+    var sharedResolutions: [ResolutionShape: Int32] = [:]
     var effects = Effects()
     var matchBuffer: [Int] = []
     /// The last unusable reading's problem per slot (rare, so not in every instance), for reasons.
@@ -81,26 +87,26 @@ public struct Evaluator: Sendable {
         advance(to: reading.timestamp == .min ? .min : reading.timestamp - 1, into: &events)
         let time = max(reading.timestamp, now)
         now = time
-        var routeIndex = routes.index(forKey: reading.topic)
-        if routeIndex == nil || routes.values[routeIndex!].resolution == nil {
-            let (resolution, slotBase) = resolve(topic: reading.topic)
-            if let routeIndex {
-                routes.values[routeIndex].resolution = resolution
-                routes.values[routeIndex].slotBase = slotBase
-            } else {
-                routes[reading.topic] = Route(resolution: resolution, slotBase: slotBase)
-                routeIndex = routes.index(forKey: reading.topic)
-            }
+        let routeIndex: Int
+        if let known = routes.index(of: reading.topic) {
+            routeIndex = known
+        } else {
+            routeIndex = routes.insert(reading.topic, route: Route())
         }
-        let resolution = routes.values[routeIndex!].resolution!
-        let slotBase = routes.values[routeIndex!].slotBase
+        if routes[route: routeIndex].resolution == Route.unresolved {
+            let (resolution, slotBase) = resolve(topic: reading.topic)
+            routes[route: routeIndex].resolution = resolution
+            routes[route: routeIndex].slotBase = slotBase
+        }
+        let route = routes[route: routeIndex]
+        let resolution = resolutions[Int(route.resolution)]
         guard !resolution.targets.isEmpty else { return }
         let sequence = readFields(of: reading.payload, for: resolution)
         if let sequence {
             guard
                 Evaluator.record(
                     sequence,
-                    after: &routes.values[routeIndex!].lastSequence,
+                    after: &routes[route: routeIndex].lastSequence,
                     topic: reading.topic,
                     at: time,
                     into: &events
@@ -109,10 +115,12 @@ public struct Evaluator: Sendable {
             lastAcceptedSequence = sequence
         }
         evaluatedReadingCount &+= 1
-        for (position, target) in resolution.targets.enumerated() {
+        let targets = Int(resolution.targets.lowerBound)..<Int(resolution.targets.upperBound)
+        for position in targets {
+            // Read from `resolvedTargets` each time (not a copy of the array held across the loop: no retain).
+            var target = resolvedTargets[position]
             guard target.leaf >= 0 else {
-                var target = target
-                if target.slot >= 0 { target.slot &+= slotBase }
+                if target.slot >= 0 { target.slot &+= route.slotBase }
                 evaluate(topic: reading.topic, target: target, at: time, into: &events)
                 continue
             }
@@ -123,7 +131,7 @@ public struct Evaluator: Sendable {
             evaluateCondition(topic: reading.topic, target: target, at: time, into: &events)
             // A rule's leaves on this topic are all applied before its instances move.
             let next = position + 1
-            if next == resolution.targets.count || resolution.targets[next].rule != target.rule {
+            if next == targets.upperBound || resolvedTargets[next].rule != target.rule {
                 stepDependents(at: time, into: &events)
             }
         }
@@ -158,7 +166,7 @@ public struct Evaluator: Sendable {
 
     /// The instances a topic feeds (created inactive) and the fields they read, with the slot its single
     /// conditions' targets count from (see `shared(_:)`).
-    mutating func resolve(topic: String) -> (Resolution, slotBase: Int32) {
+    mutating func resolve(topic: String) -> (resolution: Int32, slotBase: Int32) {
         let levels = Evaluator.levels(of: topic)
         matchBuffer.removeAll(keepingCapacity: true)
         ruleSet.index.matches(levels, into: &matchBuffer)
@@ -207,19 +215,46 @@ public struct Evaluator: Sendable {
     /// its single conditions' slots counted from the topic's first one, so 10,000 sensors cost 10,000 route
     /// entries and not 10,000 target lists (topics no rule matches share one too). Any other resolution (a
     /// leaf's state, slots out of order) stays the topic's own, with its slots as they are.
-    mutating func shared(_ shape: ResolutionShape) -> (Resolution, slotBase: Int32) {
+    mutating func shared(_ shape: ResolutionShape) -> (resolution: Int32, slotBase: Int32) {
         let slots = shape.targets.lazy.filter { $0.slot >= 0 }.map(\.slot)
         let base = slots.first ?? 0
         guard shape.targets.allSatisfy({ $0.leaf < 0 }), slots.enumerated().allSatisfy({ $1 == base + Int32($0) })
-        else { return (Resolution(targets: shape.targets, fields: shape.fields, keyRanges: shape.keyRanges), 0) }
+        else { return (addResolution(shape), 0) }
         var relative = shape
         for index in relative.targets.indices where relative.targets[index].slot >= 0 {
             relative.targets[index].slot -= base
         }
         if let known = sharedResolutions[relative] { return (known, base) }
-        let made = Resolution(targets: relative.targets, fields: relative.fields, keyRanges: relative.keyRanges)
+        let made = addResolution(relative)
         sharedResolutions[relative] = made
         return (made, base)
+    }
+
+    /// Appends a resolution's parts to the flat arrays; returns its index in `resolutions`.
+    mutating func addResolution(_ shape: ResolutionShape) -> Int32 {
+        func appended<Element>(_ elements: [Element], to array: inout ContiguousArray<Element>) -> Range<Int32> {
+            let start = Int32(array.count)
+            array.append(contentsOf: elements)
+            return start..<Int32(array.count)
+        }
+        resolutions.append(
+            Resolution(
+                targets: appended(shape.targets, to: &resolvedTargets),
+                fields: appended(shape.fields, to: &resolvedFields),
+                keyRanges: shape.keyRanges.map { appended($0, to: &resolvedKeyRanges) }
+            )
+        )
+        return Int32(resolutions.count - 1)
+    }
+
+    /// Forgets every resolution (the rules changed); routes keep their `seq` memory and resolve again.
+    mutating func clearResolutions() {
+        for index in 0..<routes.count { routes[route: index].resolution = Route.unresolved }
+        resolutions = []
+        resolvedTargets = []
+        resolvedFields = []
+        resolvedKeyRanges = []
+        sharedResolutions = [:]
     }
 
     /// Fills `fieldValues` (`seq`, then the route's fields) from a payload; returns its integral `seq`.
@@ -231,8 +266,15 @@ public struct Evaluator: Sendable {
         if let keyRanges = resolution.keyRanges {
             let shape = payload.withUnsafeBufferPointer { bytes in
                 ruleSet.keyBytes.withUnsafeBufferPointer { keyBytes in
-                    keyRanges.withUnsafeBufferPointer { ranges in
-                        PayloadScanner.scan(bytes, keyBytes: keyBytes, keyRanges: ranges, into: &fieldValues)
+                    resolvedKeyRanges.withUnsafeBufferPointer { ranges in
+                        PayloadScanner.scan(
+                            bytes,
+                            keyBytes: keyBytes,
+                            keyRanges: UnsafeBufferPointer(
+                                rebasing: ranges[Int(keyRanges.lowerBound)..<Int(keyRanges.upperBound)]
+                            ),
+                            into: &fieldValues
+                        )
                     }
                 }
             }
@@ -249,7 +291,8 @@ public struct Evaluator: Sendable {
         switch decoded {
         case .object, .array:
             fieldValues[0] = decoded["seq"]
-            for (position, fieldIndex) in resolution.fields.enumerated() {
+            for position in 0..<resolution.fields.count {
+                let fieldIndex = resolvedFields[Int(resolution.fields.lowerBound) + position]
                 fieldValues[position + 1] = decoded.value(at: ruleSet.fields[fieldIndex])
             }
         default:

@@ -222,10 +222,12 @@ extension Evaluator {
     /// What one topic feeds, and the last `seq` its sensor sent.
     struct Route: Sendable {
         var lastSequence: Int64 = .min
-        /// nil until resolved against the current rule set.
-        var resolution: Resolution?
+        /// Index into the evaluator's `resolutions`; `unresolved` until resolved against the current rule set.
+        var resolution: Int32 = Route.unresolved
         /// Added to the slots of the resolution's single-condition targets (0 unless it is shared).
         var slotBase: Int32 = 0
+
+        static let unresolved: Int32 = -1
     }
 
     /// What a resolution holds, to find one that other topics already share.
@@ -235,21 +237,16 @@ extension Evaluator {
         var keyRanges: [Range<Int>]?
     }
 
-    /// The instances a topic feeds under the current rule set and the payload fields they read
-    /// (a class: handing it out per reading costs one retain, not one per array).
-    final class Resolution: Sendable {
+    /// The instances a topic feeds under the current rule set and the payload fields they read, as ranges of
+    /// the evaluator's `resolvedTargets`, `resolvedFields` and `resolvedKeyRanges` (plain integers: nothing to
+    /// retain per reading).
+    struct Resolution: Sendable {
         /// Empty when no rule matches the topic.
-        let targets: [RouteTarget]
+        var targets: Range<Int32>
         /// The distinct fields read (indexes into `RuleSet.fields`); a target's `field` is a position here.
-        let fields: [Int]
+        var fields: Range<Int32>
         /// `seq`'s key range, then each field's, for `PayloadScanner`; nil when a field is a dotted path.
-        let keyRanges: [Range<Int>]?
-
-        init(targets: [RouteTarget], fields: [Int], keyRanges: [Range<Int>]?) {
-            self.targets = targets
-            self.fields = fields
-            self.keyRanges = keyRanges
-        }
+        var keyRanges: Range<Int32>?
     }
 
     /// One rule instance a topic feeds, or for a combined or grouped rule one condition state (`leaf` ≥ 0);

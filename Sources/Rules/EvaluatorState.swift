@@ -261,8 +261,7 @@ extension Evaluator {
         instances = newInstances
         instanceIndex = InstanceIndex(of: instances)
         // Topics are matched again against the new rules; their `seq` memory stays.
-        for index in routes.indices { routes.values[index].resolution = nil }
-        sharedResolutions = [:]
+        clearResolutions()
         // A restarted window changes its condition's value now.
         if !restartedLeaves.isEmpty {
             for (slot, instance) in instances.enumerated()
@@ -288,14 +287,17 @@ extension Evaluator {
     /// The last `seq` seen on every topic that had one.
     public var lastSequences: [String: Int64] {
         var result: [String: Int64] = [:]
-        for (topic, route) in routes where route.lastSequence != .min { result[topic] = route.lastSequence }
+        for index in 0..<routes.count where routes[route: index].lastSequence != .min {
+            result[routes.topic(at: index)] = routes[route: index].lastSequence
+        }
         return result
     }
 
     /// Restores the last `seq` per topic (kept with `--state-dir`): a reading at or below it is a duplicate.
     public mutating func restoreSequences(_ sequences: [String: Int64]) {
         for (topic, sequence) in sequences {
-            routes[topic, default: Route()].lastSequence = max(routes[topic]?.lastSequence ?? .min, sequence)
+            let index = routes.index(of: topic) ?? routes.insert(topic, route: Route())
+            routes[route: index].lastSequence = max(routes[route: index].lastSequence, sequence)
         }
     }
 
