@@ -328,22 +328,18 @@ public struct Evaluator: Sendable {
             return
         }
         let slot = Int(target.slot)
+        // The common case, a number for a threshold rule: a comparison, without building a Result.
+        let check = ruleSet.numericChecks[ruleIndex]
+        if let comparison = check.comparison, case .number(let number)? = fieldValues[Int(target.field) + 1] {
+            let settled = instances[slot].observe(number: number, comparison: comparison, at: time)
+            // Most readings leave an instance where it is, and then `step` has nothing to do.
+            if settled, !check.stepsEveryReading { return }
+            step(slot: slot, at: time, into: &events)
+            return
+        }
         let core = ruleSet.cores[ruleIndex]
         if core.condition.hasWindow {
             evaluateWindowed(topic: topic, target: target, at: time, into: &events)
-            return
-        }
-        // The common case, a number for a threshold rule, without building a Result.
-        if core.valueType == .number, !core.comparesByEquality,
-            case .number(let number)? = fieldValues[Int(target.field) + 1]
-        {
-            let holds = core.holds(number: number, firing: instances[slot].isFiring)
-            instances[slot].observe(.number(number), holds: holds, at: time)
-            // Most readings leave an instance where it is, and then `step` has nothing to do: no transition
-            // pending or deferred, no timer. A rule with `stale` steps to move its timer on every reading; a
-            // clocked rule's step also counts results for flap detection.
-            if core.staleMilliseconds == nil, !core.usesClock, instances[slot].isSettled { return }
-            step(slot: slot, at: time, into: &events)
             return
         }
         switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {

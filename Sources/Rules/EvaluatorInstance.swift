@@ -191,6 +191,14 @@ extension Evaluator {
             if !holds { holdsSince = nil }
         }
 
+        /// Takes in a number for a threshold rule; returns whether the state machine has nothing to do after
+        /// it (`isSettled`).
+        @inline(__always)
+        mutating func observe(number: Double, comparison: ConditionCore.Comparison, at time: Int64) -> Bool {
+            observe(.number(number), holds: comparison.holds(number: number, firing: isFiring), at: time)
+            return isSettled
+        }
+
         /// Takes in a reading the rule could not use, as the rule's `on_unknown` says (the problem itself
         /// is kept in the evaluator's `lastProblems`).
         mutating func observeUnusable(policy: Rule.UnknownPolicy, at time: Int64) {

@@ -10,6 +10,19 @@ struct ConditionCore: Sendable {
         case outside(Double, Double)
         /// Compared with the rule's `equals` value (looked up in the full rule).
         case equals
+
+        /// Whether a numeric value meets the comparison; a firing `above`/`below` instance uses its clear
+        /// threshold.
+        @inline(__always)
+        func holds(number: Double, firing: Bool) -> Bool {
+            switch self {
+            case .above(let threshold, let clear): firing ? number > clear : number > threshold
+            case .below(let threshold, let clear): firing ? number < clear : number < threshold
+            case .between(let low, let high): number >= low && number <= high
+            case .outside(let low, let high): number < low || number > high
+            case .equals: false
+            }
+        }
     }
 
     /// What type the extracted value must have.
@@ -78,13 +91,7 @@ struct ConditionCore: Sendable {
     /// Whether a numeric value meets the condition; a firing `above`/`below` instance uses its clear threshold.
     @inline(__always)
     func holds(number: Double, firing: Bool) -> Bool {
-        switch comparison {
-        case .above(let threshold, let clear): firing ? number > clear : number > threshold
-        case .below(let threshold, let clear): firing ? number < clear : number < threshold
-        case .between(let low, let high): number >= low && number <= high
-        case .outside(let low, let high): number < low || number > high
-        case .equals: false
-        }
+        comparison.holds(number: number, firing: firing)
     }
 
     /// Whether a usable value (of the type `valueType` asks for) meets the condition; `expected` is the
@@ -138,6 +145,25 @@ struct RuleCore: Sendable {
     @inline(__always)
     func holds(number: Double, firing: Bool) -> Bool {
         condition.holds(number: number, firing: firing)
+    }
+}
+
+/// What a reading of a number needs of a single-condition threshold rule, the common case, in 24 bytes
+/// instead of the 120 of `RuleCore` (read once per instance a reading reaches).
+struct NumericCheck: Sendable {
+    /// nil when the rule needs more than a comparison: a combination or group, a window, an `equals`, a value
+    /// that is not a number.
+    var comparison: ConditionCore.Comparison?
+    /// Whether every reading steps the state machine, even one that changes nothing: `stale` moves its timer
+    /// on each reading, and a clocked rule's step counts results for flap detection.
+    var stepsEveryReading: Bool
+
+    init(_ core: RuleCore) {
+        let plain =
+            core.isSingleCondition && !core.condition.hasWindow && core.valueType == .number
+            && !core.comparesByEquality
+        comparison = plain ? core.condition.comparison : nil
+        stepsEveryReading = core.staleMilliseconds != nil || core.usesClock
     }
 }
 

@@ -34,6 +34,8 @@ public struct RuleSet: Sendable {
     let fields: [[String]]
     /// The per-reading part of each rule, in `rules` order.
     let cores: [RuleCore]
+    /// Per rule: what a numeric reading needs, when that is a comparison alone.
+    let numericChecks: [NumericCheck]
     /// UTF-8 of `seq` (at `sequenceKeyRange`) and of every one-level field, for `PayloadScanner`.
     let keyBytes: [UInt8]
     /// Where each field's key is in `keyBytes`, by field index; nil for a dotted path (full parser).
@@ -91,6 +93,7 @@ public struct RuleSet: Sendable {
         self.windows = rules.map { $0.leaves.map(\.window) }
         self.clockSettings = rules.map(ClockSettings.init)
         self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
+        self.numericChecks = cores.map(NumericCheck.init)
         self.fields = fields
         var keyBytes = Array("seq".utf8)
         self.keyRanges = fields.map { field in
