@@ -205,34 +205,47 @@ if want(4) {
 // either way: the cost per matching leaf, and the heap bytes per instance.
 for sensors in [sizes.inProcessSensors, 100] where want(4) {
     let cached = sensors == 100 ? ", 100 devices (cache-resident)" : ""
-    let single = try InProcessEvaluation.measure(
-        ruleCount: 10,
-        readings: InProcessEvaluation.makeReadings(count: sizes.inProcessReadings, sensors: sensors, steady: false),
+    let singleReadings = InProcessEvaluation.makeReadings(
+        count: sizes.inProcessReadings,
         sensors: sensors,
-        runs: runs
+        steady: false
     )
     let twoSensorReadings = InProcessEvaluation.makeTwoSensorReadings(count: sizes.inProcessReadings, sensors: sensors)
-    let twoLeaf = try InProcessEvaluation.measure(
-        ruleFile: InProcessEvaluation.twoLeafRuleFile(),
-        ruleCount: 10,
-        readings: twoSensorReadings,
-        sensors: sensors * 2,
-        runs: runs
-    )
+    // One run of each in turn, so that both see the same machine; the ratio is the median of the pairs'.
+    var singles: [InProcessEvaluation.Result] = []
+    var twoLeaves: [InProcessEvaluation.Result] = []
+    for _ in 0..<runs {
+        singles.append(
+            try InProcessEvaluation.measure(ruleCount: 10, readings: singleReadings, sensors: sensors, runs: 1)
+        )
+        twoLeaves.append(
+            try InProcessEvaluation.measure(
+                ruleFile: InProcessEvaluation.twoLeafRuleFile(),
+                ruleCount: 10,
+                readings: twoSensorReadings,
+                sensors: sensors * 2,
+                runs: 1
+            )
+        )
+    }
+    let single = singles[0]
+    let twoLeaf = twoLeaves[0]
+    let costRatio = median(zip(singles, twoLeaves).map { $0.readingsPerSecond / $1.readingsPerSecond })
     report.add(
         4,
         "in process, 10 single-condition rules\(cached)",
-        single.readingsPerSecond,
+        median(singles.map(\.readingsPerSecond)),
         "readings/s",
         "10 matching leaves per reading; \(single.actions) actions"
     )
     report.add(
         4,
         "in process, 10 two-leaf rules (all)\(cached)",
-        twoLeaf.readingsPerSecond,
+        median(twoLeaves.map(\.readingsPerSecond)),
         "readings/s",
-        "\(ratio(single.readingsPerSecond, twoLeaf.readingsPerSecond)) the cost per matching leaf of single "
-            + "conditions (goal ≤ 1.5×); \(twoLeaf.actions) actions, \(twoLeaf.allocationsPerReading) allocs/reading"
+        String(format: "%.2f×", costRatio)
+            + " the cost per matching leaf of single conditions (median of \(runs) pairs run in turn; goal ≤ 1.5×); "
+            + "\(twoLeaf.actions) actions, \(median(twoLeaves.map(\.allocationsPerReading))) allocs/reading"
     )
     guard sensors == sizes.inProcessSensors else { continue }
     let singleMemory = try InProcessEvaluation.bytesPerInstance(

@@ -175,19 +175,19 @@ extension Evaluator {
         into events: inout [EvaluationEvent]
     ) {
         let state = Int(target.slot)
-        let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
-        if core.hasWindow {
-            evaluateWindowedCondition(topic: topic, target: target, at: time, into: &events)
-            return
-        }
         let (wasUsable, wasLatched) = (conditions[state].usable, conditions[state].latched)
-        // The common case, a number for a threshold, without building a Result.
-        if core.valueType == .number, !core.comparesByEquality,
+        // The common case, a number for a threshold: a comparison, without building a Result.
+        if let comparison = ruleSet.leafComparisons[Int(ruleSet.firstInputs[Int(target.rule)] + target.leaf)],
             case .number(let number)? = fieldValues[Int(target.field) + 1]
         {
-            conditions[state].latched = core.holds(number: number, firing: wasLatched)
+            conditions[state].latched = comparison.holds(number: number, firing: wasLatched)
             observeUsable(.number(number), state: state, at: time)
         } else {
+            let core = ruleSet.conditionCores[Int(target.rule)][Int(target.leaf)]
+            if core.hasWindow {
+                evaluateWindowedCondition(topic: topic, target: target, at: time, into: &events)
+                return
+            }
             switch Evaluator.check(fieldValues[Int(target.field) + 1], core: core) {
             case .success(let value):
                 conditions[state].latched = core.holds(

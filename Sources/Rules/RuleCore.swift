@@ -82,6 +82,11 @@ struct ConditionCore: Sendable {
         return holds(number: value, firing: latched)
     }
 
+    /// The comparison, when a numeric reading needs nothing else: no window, not `equals`, a number expected.
+    var numericComparison: Comparison? {
+        !hasWindow && valueType == .number && !comparesByEquality ? comparison : nil
+    }
+
     /// Whether the condition compares with its `equals` value rather than thresholds.
     var comparesByEquality: Bool {
         if case .equals = comparison { return true }
@@ -159,10 +164,7 @@ struct NumericCheck: Sendable {
     var stepsEveryReading: Bool
 
     init(_ core: RuleCore) {
-        let plain =
-            core.isSingleCondition && !core.condition.hasWindow && core.valueType == .number
-            && !core.comparesByEquality
-        comparison = plain ? core.condition.comparison : nil
+        comparison = core.isSingleCondition ? core.condition.numericComparison : nil
         stepsEveryReading = core.staleMilliseconds != nil || core.usesClock
     }
 }

@@ -36,6 +36,11 @@ public struct RuleSet: Sendable {
     let cores: [RuleCore]
     /// Per rule: what a numeric reading needs, when that is a comparison alone.
     let numericChecks: [NumericCheck]
+    /// Per leaf of every rule, at `firstInputs[rule] + leaf` (as `inputs`): its comparison when a numeric
+    /// reading needs nothing else (no window, no `equals`).
+    let leafComparisons: [ConditionCore.Comparison?]
+    /// Per rule: the position of its first leaf in `inputs` and `leafComparisons`.
+    let firstInputs: [Int32]
     /// UTF-8 of `seq` (at `sequenceKeyRange`) and of every one-level field, for `PayloadScanner`.
     let keyBytes: [UInt8]
     /// Where each field's key is in `keyBytes`, by field index; nil for a dotted path (full parser).
@@ -94,6 +99,12 @@ public struct RuleSet: Sendable {
         self.clockSettings = rules.map(ClockSettings.init)
         self.cores = rules.indices.map { RuleCore(rules[$0], condition: conditionCores[$0][0]) }
         self.numericChecks = cores.map(NumericCheck.init)
+        self.leafComparisons = conditionCores.flatMap { $0.map(\.numericComparison) }
+        var firstInput: Int32 = 0
+        self.firstInputs = rules.map { rule in
+            defer { firstInput += Int32(rule.leaves.count) }
+            return firstInput
+        }
         self.fields = fields
         var keyBytes = Array("seq".utf8)
         self.keyRanges = fields.map { field in
