@@ -126,6 +126,11 @@ enum InProcessEvaluation {
     static func measure(ruleFile: String, ruleCount: Int, readings: [Reading], sensors: Int, runs: Int) throws -> Result
     {
         let ruleSet = try RuleLoader.load([RuleSource(path: "bench.yaml", text: ruleFile)])
+        return measure(ruleSet: ruleSet, ruleCount: ruleCount, readings: readings, sensors: sensors, runs: runs)
+    }
+
+    /// Median of `runs` over loaded rules; the first `sensors` readings warm each new evaluator.
+    static func measure(ruleSet: RuleSet, ruleCount: Int, readings: [Reading], sensors: Int, runs: Int) -> Result {
         var rates: [Double] = []
         var allocations: [Double] = []
         var result = Result(rules: ruleCount, readingsPerSecond: 0, allocationsPerReading: 0, instances: 0, actions: 0)
