@@ -145,12 +145,6 @@ struct RuleCore: Sendable {
 
     var valueType: ConditionCore.ValueType { condition.valueType }
     var fieldIndex: Int { condition.fieldIndex }
-    var comparesByEquality: Bool { condition.comparesByEquality }
-
-    @inline(__always)
-    func holds(number: Double, firing: Bool) -> Bool {
-        condition.holds(number: number, firing: firing)
-    }
 }
 
 /// What a reading of a number needs of a single-condition threshold rule, the common case, in 24 bytes
