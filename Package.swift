@@ -206,7 +206,7 @@ let package = Package(
         // `rules-engine check`, `replay`, `diff`, `test` and the table of `explain`: offline, no broker.
         .target(
             name: "RuleTools",
-            dependencies: ["FileFormats", "InputFiles", "Rules"]
+            dependencies: ["FileFormats", "InputFiles", "Rules", "Simulation"]
         ),
         // Reads a running engine's HTTP API (`rules-engine explain`, `pipeline-monitor --engine`).
         .target(
@@ -239,8 +239,8 @@ let package = Package(
         .executableTarget(
             name: "sensor-sim",
             dependencies: [
-                "CommandLineOptions", "FileFormats", "InputFiles", "MQTT", "Rules", "ServiceSupport", "Simulation",
-                "SimulatorService",
+                "CommandLineOptions", "FileFormats", "InputFiles", "MQTT", "Rules", "RuleTools", "ServiceSupport",
+                "Simulation", "SimulatorService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -324,6 +324,7 @@ let package = Package(
             name: "MQTTTests",
             dependencies: [
                 "MQTT", "MQTTTestSupport", "mqtt-test-client", .product(name: "Logging", package: "swift-log"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(

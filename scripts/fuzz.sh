@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each libFuzzer target for SECONDS (default 60): the rule-file loader, the device-file loader, the
-# payload decoder and the readings file of replay. Seeds: the shipped rules/ and Devices/,
+# payload decoder and the readings file of replay. Seeds: the shipped rules/ and Devices/, Fuzz/corpus/readings,
 # Fuzz/corpus/payload and examples/. New inputs go to
 # a scratch corpus; a crash leaves its input in .fuzz-artifacts/ and fails the script — turn it into a
 # regression test (Tests/RulesTests/LoaderFuzzTests.swift or Tests/SimulationTests) before fixing.
@@ -21,7 +21,7 @@ for target in $targets; do
         fuzz-rules) cp rules/*.yaml "$corpus"/ ;;
         fuzz-devices) cp Devices/*.yaml "$corpus"/ ;;
         fuzz-payload) cp Fuzz/corpus/payload/* "$corpus"/ ;;
-        fuzz-readings) cp examples/*.jsonl "$corpus"/ ;;
+        fuzz-readings) cp examples/*.jsonl Fuzz/corpus/readings/* "$corpus"/ ;;
     esac
     echo "== $target for ${seconds}s"
     if ! .build-fuzz/debug/"$target" -max_total_time="$seconds" -max_len=8192 -timeout=10 \

@@ -2,6 +2,7 @@ import FileFormats
 import Foundation
 import InputFiles
 import Rules
+import Simulation
 
 /// `rules-engine check`, `replay`, `diff` and `test`: offline, deterministic, no broker.
 /// Each returns the process exit code and writes through the given sinks (stdout, stderr).
@@ -18,10 +19,47 @@ public struct OfflineTools: Sendable {
         self.standardError = standardError
     }
 
-    /// Validates rule files or folders; prints one `FILE:LINE:COL: error: MESSAGE` line per problem.
+    /// Validates rule files or folders; prints one `FILE:LINE:COL: error: MESSAGE` line per problem. A device file
+    /// among them (a top-level `devices:`) is checked as a device file.
     public func check(_ paths: [String]) -> Int32 {
         do {
-            let ruleSet = try RuleFiles.load(paths)
+            let sources = try RuleFiles.sources(at: paths)
+            let devices = sources.filter { DeviceLoader.isDeviceFile($0.text) }
+            let rules = sources.filter { !DeviceLoader.isDeviceFile($0.text) }
+            var status: Int32 = 0
+            if !devices.isEmpty { status = checkDevices(devices) }
+            if !rules.isEmpty || devices.isEmpty { status = max(status, checkRules(rules)) }
+            return status
+        } catch {
+            report(error)
+            return 1
+        }
+    }
+
+    /// Validates device files or folders; prints every problem as `FILE:LINE:COL: error: MESSAGE`.
+    public func checkDevices(_ paths: [String]) -> Int32 {
+        do {
+            return checkDevices(try RuleFiles.sources(at: paths))
+        } catch {
+            report(error)
+            return 1
+        }
+    }
+
+    private func checkDevices(_ sources: [RuleSource]) -> Int32 {
+        do {
+            let devices = try DeviceLoader.load(sources.map { (path: $0.path, text: $0.text) })
+            standardError("\(devices.count) device(s) valid")
+            return 0
+        } catch {
+            for diagnostic in error.diagnostics { standardError(diagnostic.description) }
+            return 1
+        }
+    }
+
+    private func checkRules(_ sources: [RuleSource]) -> Int32 {
+        do {
+            let ruleSet = try RuleLoader.load(sources, zones: .system)
             for note in ruleSet.sharedConditionNotes {
                 standardError("\(note.location): note: \(note.message)")
             }

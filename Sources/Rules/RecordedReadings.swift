@@ -93,7 +93,8 @@ public enum Timestamp {
             + "\(two(inDay / 1000 % 60)).\(millis)Z"
     }
 
-    /// Parses `2026-11-29T10:00:00Z`, `…:00.123+01:00` into Unix milliseconds.
+    /// Parses `2026-11-29T10:00:00Z`, `…:00.123456+01:00` into Unix milliseconds: 0 to 9 fraction digits (cut to
+    /// the millisecond), then `Z` or a `±HH:MM` offset.
     public static func parseRFC3339(_ text: String) -> Int64? {
         let bytes = Array(text.utf8)
         func number(_ range: Range<Int>) -> Int? {
@@ -123,8 +124,8 @@ public enum Timestamp {
                 digits += 1
                 index += 1
             }
-            guard digits > 0 else { return nil }
-            for _ in digits..<3 where digits < 3 { millisecond *= 10 }
+            guard (1...9).contains(digits) else { return nil }
+            for _ in digits..<max(digits, 3) { millisecond *= 10 }
         }
         var offsetMinutes = 0
         guard index < bytes.count else { return nil }
@@ -133,7 +134,8 @@ public enum Timestamp {
             index += 1
         case UInt8(ascii: "+"), UInt8(ascii: "-"):
             guard let offsetHour = number(index + 1..<index + 3), index + 3 < bytes.count,
-                bytes[index + 3] == UInt8(ascii: ":"), let offsetMinute = number(index + 4..<index + 6)
+                bytes[index + 3] == UInt8(ascii: ":"), let offsetMinute = number(index + 4..<index + 6),
+                offsetHour < 24, offsetMinute < 60
             else { return nil }
             offsetMinutes = (offsetHour * 60 + offsetMinute) * (bytes[index] == UInt8(ascii: "-") ? -1 : 1)
             index += 6

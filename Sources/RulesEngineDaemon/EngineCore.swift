@@ -94,7 +94,7 @@ package final class EngineCore: Sendable {
     package var ruleSet: RuleSet { locked.withLock { $0.evaluator.ruleSet } }
 
     /// The MQTT filters the engine needs: the rules' topics and the actuators' state topics.
-    var filters: [String] {
+    var neededFilters: [String] {
         let ruleSet = self.ruleSet
         var result = ruleSet.filters
         for filter in DesiredStateTracker.stateFilters(for: ruleSet) where !result.contains(filter) {
@@ -102,6 +102,10 @@ package final class EngineCore: Sendable {
         }
         return result
     }
+
+    /// The filters the engine subscribes to: `neededFilters` with overlapping ones merged, so that the broker
+    /// delivers each message once and each reading is evaluated once.
+    var filters: [String] { TopicFilterCover(covering: neededFilters).filters }
 
     var nextDeadline: Int64? { locked.withLock { $0.evaluator.nextDeadline } }
 

@@ -122,6 +122,7 @@ public final class RulesEngineService: Service {
             )
         }
         logger.info("rules loaded", metadata: ["rules": "\(ruleSet.rules.count)", "filters": "\(core.filters.count)"])
+        logMergedFilters()
         recordReload(succeeded: true, rules: ruleSet.rules.count)
     }
 
@@ -389,6 +390,7 @@ public final class RulesEngineService: Service {
         configuration.metrics.reload("applied")
         let (old, new, changes, dropped) = core.replaceRules(with: ruleSet)
         logChanges(changes, dropped: dropped)
+        logMergedFilters()
         let added = new.filter { !old.contains($0) }
         let removed = old.filter { !new.contains($0) }
         do {
@@ -406,6 +408,22 @@ public final class RulesEngineService: Service {
                 "subscribed": "\(added)", "unsubscribed": "\(removed)",
             ]
         )
+    }
+
+    /// Says which overlapping filters are subscribed as one (a broker delivers a message once per matching
+    /// subscription), so that a user who looks at the broker's subscriptions knows why.
+    private func logMergedFilters() {
+        let needed = core.neededFilters
+        let subscribed = core.filters
+        let merged = subscribed.filter { !needed.contains($0) }
+        guard !merged.isEmpty else { return }
+        for filter in merged {
+            let parts = needed.filter { !subscribed.contains($0) && TopicFilterCover.overlap(filter, $0) }
+            logger.info(
+                "overlapping topic filters subscribed as one, so that each reading is delivered and evaluated once",
+                metadata: ["subscribed": "\(filter)", "rule_filters": "\(parts)"]
+            )
+        }
     }
 
     /// One line per rule a reload added, changed or removed. Instances of a changed or removed rule end

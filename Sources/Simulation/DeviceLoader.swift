@@ -49,6 +49,14 @@ public enum DeviceLoader {
         }
     }
 
+    /// Whether `text` is a device file (a top-level `devices:` and no `rules:`), so that a tool given any YAML
+    /// file checks it as what it is.
+    public static func isDeviceFile(_ text: String) -> Bool {
+        guard case .mapping(let top)? = try? Yams.compose(yaml: text) else { return false }
+        let keys = top.keys.compactMap(\.string)
+        return keys.contains("devices") && !keys.contains("rules") && !keys.contains("parameters")
+    }
+
     static func parse(_ text: String, reader: inout YAMLReader) -> [Device] {
         guard let root = reader.compose(text),
             let top = reader.mapping(root, what: "a device file", allowed: ["devices"])
@@ -70,16 +78,23 @@ public enum DeviceLoader {
             reader.error(idEntry.value, "device id '\(id)' may only hold letters, digits, '_', '.' and '-'")
         }
         let sensorNodes = entries["sensors"].flatMap { reader.sequence($0.value, what: "'sensors'") } ?? []
-        var sensors = sensorNodes.compactMap { parseSensor($0, reader: &reader) }
-        // Sensor effects can name any sensor of the device, so they are read once all sensors are known.
-        for (index, node) in sensorNodes.enumerated() where index < sensors.count {
-            guard case .mapping(let mapping) = node, let effectsNode = mapping["effects"] else { continue }
-            sensors[index].effects = parseEffects(effectsNode, sensors: sensors, states: nil, reader: &reader)
+        var parsed = sensorNodes.map { parseSensor($0, reader: &reader) }
+        // Every sensor the file declares, including one with problems of its own: an effect that names it is
+        // not wrong too.
+        let declared = sensorNodes.compactMap { node -> String? in
+            guard case .mapping(let mapping) = node, case .scalar(let name)? = mapping["name"] else { return nil }
+            return name.string
         }
-        let actuators =
-            entries["actuators"].flatMap { reader.sequence($0.value, what: "'actuators'") }?
-            .compactMap { parseActuator($0, sensors: sensors, reader: &reader) } ?? []
-        if sensors.isEmpty && actuators.isEmpty {
+        // Sensor effects can name any sensor of the device, so they are read once all sensors are known.
+        for (index, node) in sensorNodes.enumerated() {
+            guard case .mapping(let mapping) = node, let effectsNode = mapping["effects"] else { continue }
+            let effects = parseEffects(effectsNode, sensors: declared, states: nil, reader: &reader)
+            parsed[index]?.effects = effects
+        }
+        let sensors = parsed.compactMap { $0 }
+        let actuatorNodes = entries["actuators"].flatMap { reader.sequence($0.value, what: "'actuators'") } ?? []
+        let actuators = actuatorNodes.compactMap { parseActuator($0, sensors: declared, reader: &reader) }
+        if sensorNodes.isEmpty && actuatorNodes.isEmpty {
             reader.error(node, "device '\(id)' has neither sensors nor actuators")
         }
         return Device(id: id, sensors: sensors, actuators: actuators, location: reader.location(node))
@@ -99,11 +114,17 @@ public enum DeviceLoader {
             if value <= 0 { reader.error(entry.value, "'interval' must be longer than 0") }
             interval = value
         }
-        guard let signalEntry = entries["signal"] else {
+        // Every key is checked even when the signal is wrong, so that one run reports every problem.
+        var signal = Signal(model: .constant(0))
+        var signalIsValid = false
+        if let signalEntry = entries["signal"] {
+            if let valid = parseSignal(signalEntry.value, reader: &reader) {
+                signal = valid
+                signalIsValid = true
+            }
+        } else {
             reader.error(node, "sensor '\(name)' needs a 'signal'")
-            return nil
         }
-        guard var signal = parseSignal(signalEntry.value, reader: &reader) else { return nil }
         if let entry = entries["noise"], let value = reader.number(entry.value, what: "'noise'") {
             if value < 0 { reader.error(entry.value, "'noise' must be 0 or more") }
             signal.noise = value
@@ -160,6 +181,7 @@ public enum DeviceLoader {
                 }
             }
         }
+        guard signalIsValid else { return nil }
         return Sensor(
             name: name,
             topic: topic,
@@ -240,7 +262,7 @@ public enum DeviceLoader {
         }
     }
 
-    static func parseActuator(_ node: Node, sensors: [Sensor], reader: inout YAMLReader) -> Actuator? {
+    static func parseActuator(_ node: Node, sensors: [String], reader: inout YAMLReader) -> Actuator? {
         guard let entries = reader.mapping(node, what: "an actuator", allowed: actuatorKeys) else { return nil }
         guard let nameEntry = entries["name"], let name = reader.string(nameEntry.value, what: "'name'") else {
             if entries["name"] == nil { reader.error(node, "an actuator needs a 'name'") }
@@ -278,10 +300,10 @@ public enum DeviceLoader {
         )
     }
 
-    /// Effects on sensors of the device; `states` (an actuator's) limits what `when` may be.
+    /// Effects on sensors of the device (`sensors`: their names); `states` (an actuator's) limits what `when` may be.
     static func parseEffects(
         _ node: Node,
-        sensors: [Sensor],
+        sensors: [String],
         states: [String]?,
         reader: inout YAMLReader
     ) -> [Actuator.Effect] {
@@ -295,10 +317,10 @@ public enum DeviceLoader {
                     reader.error(item, "an effect needs 'sensor' and 'rate' (per second)")
                     continue
                 }
-                if !sensors.contains(where: { $0.name == sensorName }), let sensorEntry = effect["sensor"] {
+                if !sensors.contains(sensorName), let sensorEntry = effect["sensor"] {
                     reader.error(
                         sensorEntry.value,
-                        "effect on sensor '\(sensorName)', which this device does not have (it has \(sensors.map(\.name)))"
+                        "effect on sensor '\(sensorName)', which this device does not have (it has \(sensors))"
                     )
                 }
                 var state = effect["when"].flatMap { reader.string($0.value, what: "effect 'when'") } ?? "on"

@@ -66,17 +66,25 @@ public final class SimulatorService: Service {
     }
 
     public func run() async throws {
+        // The duration bounds the whole run, the wait for the broker included.
+        let deadline = duration.map { ContinuousClock.now + $0 }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await BrokerConnectionReporter(client: self.client, logger: self.logger).run() }
-            try await simulate()
+            try await simulate(until: deadline)
             group.cancelAll()
         }
     }
 
-    private func simulate() async throws {
+    /// Thrown when the run's duration passes before the broker was reached.
+    public struct BrokerNotReached: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private func simulate(until deadline: ContinuousClock.Instant?) async throws {
         do {
-            // Given up at SIGTERM: a broker that is never reached must not hold up the shutdown.
-            try await cancelWhenGracefulShutdown { try await self.announce() }
+            // Given up at SIGTERM, or when the duration is over: a broker that is never reached must not hold up
+            // the end of the run.
+            try await cancelWhenGracefulShutdown { try await self.announce(before: deadline) }
         } catch is CancellationError {
             logger.notice("stopped before the simulation started")
             return
@@ -86,8 +94,8 @@ public final class SimulatorService: Service {
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.applyCommands() }
             group.addTask { try await self.publishReadings() }
-            if let duration {
-                try? await Task.sleep(for: duration)
+            if let deadline {
+                try? await Task.sleep(until: deadline, clock: .continuous)
             } else {
                 try? await gracefulShutdown()
             }
@@ -95,6 +103,31 @@ public final class SimulatorService: Service {
         }
         try? await withTimeout(.seconds(2), "publishing offline") {
             try await self.client.publish("offline", to: self.statusTopic, qos: .atLeastOnce, retain: true)
+        }
+    }
+
+    /// `announce()`, failing with `BrokerNotReached` when `deadline` passes first.
+    private func announce(before deadline: ContinuousClock.Instant?) async throws {
+        guard let deadline, let duration else { return try await announce() }
+        let announced = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await self.announce()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(until: deadline, clock: .continuous)
+                return false
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? false
+        }
+        guard announced else {
+            let milliseconds =
+                duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
+            throw BrokerNotReached(
+                description: "the broker at \(client.configuration.broker) was not reached within --duration "
+                    + "\(RuleDuration.format(milliseconds)) (\(client.lastConnectionProblem ?? "no answer"))"
+            )
         }
     }
 
@@ -157,10 +190,15 @@ public enum RecordingPublisher {
     /// Reads JSON lines (as `rules-engine replay` reads them) or CSV `ts,topic,payload`.
     public static func readings(from text: String, path: String) throws -> [Reading] {
         guard path.hasSuffix(".csv") else { return try RecordedReadings.parse(text, path: path) }
+        // One JSON line per CSV line (blank for the header and blank lines), so that errors name the CSV's lines.
         var lines: [String] = []
-        for (number, line) in text.split(separator: "\n").enumerated() {
+        for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let fields = line.split(separator: ",", maxSplits: 2, omittingEmptySubsequences: false)
-            if number == 0, fields.first?.trimmingCharacters(in: .whitespaces) == "ts" { continue }
+            let isHeader = number == 0 && fields.first?.trimmingCharacters(in: .whitespaces) == "ts"
+            if isHeader || line.allSatisfy(\.isWhitespace) {
+                lines.append("")
+                continue
+            }
             guard fields.count == 3 else {
                 throw RuleFilesError("\(path):\(number + 1):1: error: expected ts,topic,payload")
             }

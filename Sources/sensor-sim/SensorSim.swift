@@ -5,6 +5,7 @@ import Foundation
 import InputFiles
 import Logging
 import MQTT
+import RuleTools
 import Rules
 import ServiceLifecycle
 import ServiceSupport
@@ -18,7 +19,7 @@ struct SensorSim: AsyncParsableCommand {
         commandName: "sensor-sim",
         abstract: "Simulated sensors and actuators over MQTT.",
         version: PackageVersion.text,
-        subcommands: [RunDevices.self, ReplayRecording.self]
+        subcommands: [RunDevices.self, CheckDevices.self, ReplayRecording.self]
     )
 }
 
@@ -93,6 +94,24 @@ struct RunDevices: AsyncParsableCommand {
         )
         try await group.run()
         FileHandleOutput.standardError.write("published \(simulator.publishedCount) readings\n")
+    }
+}
+
+struct CheckDevices: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate device files or folders without connecting; every problem as FILE:LINE:COL."
+    )
+
+    @Argument(help: "Device files or folders.") var paths: [String]
+
+    func run() throws {
+        let tools = OfflineTools(
+            standardOutput: { print($0) },
+            standardError: { FileHandleOutput.standardError.write($0 + "\n") }
+        )
+        let code = tools.checkDevices(paths)
+        if code != 0 { throw ExitCode(code) }
     }
 }
 

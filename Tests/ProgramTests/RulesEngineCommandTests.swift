@@ -134,6 +134,39 @@ struct RulesEngineCommandTests {
         #expect(again.standardOutput == run.standardOutput)
     }
 
+    /// Times as `mosquitto_sub -F %J` writes them (six fraction digits) and with an offset: `replay` used to
+    /// die with SIGILL on them.
+    @Test func replayTakesMicrosecondAndOffsetTimes() throws {
+        let directory = try temporaryDirectory([
+            "readings.jsonl": """
+            {"ts": "1970-01-01T00:00:01.000117Z", "topic": "sensors/rack-1/temperature", "payload": {"value": 31}}
+            {"ts": "1970-01-01T01:00:06.000999999+01:00", "topic": "sensors/rack-1/temperature", "payload": {"value": 32}}
+            {"ts": "1970-01-01T00:00:12.5Z", "topic": "sensors/rack-1/temperature", "payload": 33}
+            {"ts": "1970-01-01T00:00:13.1234567890Z", "topic": "sensors/rack-1/temperature", "payload": 33}
+            """
+        ])
+        let run = try rulesEngine(["replay", "--rules", "rules", directory + "/readings.jsonl"])
+        #expect(run.status == 2)
+        #expect(
+            run.standardError.contains(
+                "\(directory)/readings.jsonl:4:1: error: \"ts\" '1970-01-01T00:00:13.1234567890Z' is not RFC 3339"
+            ),
+            "\(run.standardError)"
+        )
+        let lines = try String(contentsOfFile: directory + "/readings.jsonl", encoding: .utf8).split(separator: "\n")
+        try lines.prefix(3).joined(separator: "\n").write(
+            toFile: directory + "/readings.jsonl",
+            atomically: true,
+            encoding: .utf8
+        )
+        let good = try rulesEngine(["replay", "--rules", "rules", directory + "/readings.jsonl"])
+        #expect(good.status == 0, "\(good.standardError)")
+        #expect(
+            good.standardOutput.contains(#"{"ts":6000,"rule":"rack-cooling","transition":"fire""#),
+            "\(good.standardOutput)"
+        )
+    }
+
     /// `{reason}` fills a log message, a command argument and a payload string with the transition's reason.
     @Test func reasonIsAPlaceholderOutsideTopics() throws {
         let directory = try temporaryDirectory([

@@ -238,6 +238,46 @@ struct RulesEngineRunTests {
         #expect(await harness.stop(engine) == 0)
     }
 
+    /// Two rules whose filters overlap (`…/chilled/{room}/…` and `…/+/{room}/…`) made the broker deliver each
+    /// reading once per matching subscription, and the engine evaluated it once per copy: five readings were a
+    /// window of ten in every rule, and readings with `seq` were dropped as duplicates. One evaluation per reading.
+    @Test func aReadingIsEvaluatedOnceWhateverSubscriptionsMatchIt() async throws {
+        let rules = """
+            rules:
+              - id: chilled-sum
+                topic: "{prefix}/sensors/chilled/{room}/temperature"
+                sum: 1m
+                above: 14.5
+                on_fire:
+                  - publish: {topic: "{prefix}/actuators/{room}/sum/set", payload: {state: "on"}}
+              - id: any-very-hot
+                topic: "{prefix}/sensors/+/{room}/temperature"
+                above: 1000
+              - id: any-room-anything
+                topic: "{prefix}/sensors/#"
+                below: -1000
+            """
+        let harness = try await EngineHarness("overlap", rules: rules)
+        let engine = try await harness.startEngine()
+        for room in ["bare", "seq"] {
+            for value in 1...5 {
+                let payload = room == "seq" ? #"{"value": \#(value), "seq": \#(value)}"# : "\(value)"
+                try await harness.publisher.publish(
+                    payload,
+                    to: "\(harness.prefix)/sensors/chilled/\(room)/temperature",
+                    qos: .atLeastOnce
+                )
+            }
+            // 1 + 2 + 3 + 4 + 5 = 15 passes 14.5 at the fifth reading; evaluated twice, 16 at the fourth.
+            let command = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+            #expect(EngineHarness.describe(command) == "\(room)/sum on")
+            #expect(command.payloadString.contains(#""value":15"#), "\(command.payloadString)")
+        }
+        #expect(await harness.stop(engine) == 0)
+        #expect(engine.standardError.contains("messages=10"), "\(engine.standardError)")
+        #expect(!engine.standardError.contains("duplicate reading dropped"), "\(engine.standardError)")
+    }
+
     @Test func aStateDirRestartKeepsAFiringInstanceWithoutADuplicateOn() async throws {
         let harness = try await EngineHarness(
             "state",

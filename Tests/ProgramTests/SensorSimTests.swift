@@ -124,6 +124,68 @@ struct SensorSimTests {
         #expect(spread >= .milliseconds(300) && spread < .seconds(3), "\(spread)")
     }
 
+    /// `--duration 1s` with no broker listening ran for over ten minutes, then said "published 0 readings" and
+    /// exited 0. The duration bounds the whole run, and a run that never reached its broker fails and says so.
+    @Test func durationBoundsTheRunWhenTheBrokerIsDown() async throws {
+        let port = try TestBroker.freePort()
+        let started = ContinuousClock.now
+        let simulator = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            [
+                "run", Self.packageRoot + "/Devices/server-room.yaml", "--duration", "1s", "--broker",
+                "mqtt://127.0.0.1:\(port)",
+            ]
+        )
+        let status = await simulator.waitForExit(killingAfter: .seconds(60))
+        let elapsed = ContinuousClock.now - started
+        #expect(elapsed < .seconds(8), "\(elapsed)")
+        #expect(status == 1, "\(simulator.standardError)")
+        #expect(
+            simulator.standardError.contains(
+                "the broker at mqtt://127.0.0.1:\(port) was not reached within --duration 1s"
+            ),
+            "\(simulator.standardError)"
+        )
+    }
+
+    /// A CSV recording with the times `mosquitto_sub -F %J` writes (six fraction digits): it used to die with
+    /// SIGILL. A bad row is named by its line in the file, the header and blank lines counted.
+    @Test func replayTakesACSVWithMicrosecondTimes() async throws {
+        let broker = try await TestBroker()
+        let prefix = uniqueTopicPrefix("csv")
+        let listener = try MQTTClient(configuration: MQTTConfiguration(broker: broker.url, clientID: prefix))
+        let inbox = MessageInbox(listener)
+        let running = Task { try await listener.run() }
+        defer { running.cancel() }
+        try await withTimeout(.seconds(20), "listener connects") { try await listener.waitUntilConnected() }
+        try await listener.subscribe(to: ["\(prefix)/#"])
+        let directory = try TestBroker.makeDirectory()
+        let csv = """
+            ts,topic,payload
+            2026-12-07T23:15:58.379117Z,\(prefix)/s0,{"value": 1}
+
+            2026-12-07T23:15:58.479117+00:00,\(prefix)/s1,2
+            """
+        try csv.write(toFile: directory + "/r.csv", atomically: true, encoding: .utf8)
+        let replay = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            ["replay", directory + "/r.csv", "--broker", broker.url.description]
+        )
+        #expect(await replay.waitForExit(killingAfter: .seconds(30)) == 0, "\(replay.standardError)")
+        #expect(try await inbox.next(timeout: .seconds(20)).topic == "\(prefix)/s0")
+        #expect(try await inbox.next(timeout: .seconds(20)).payloadString == "2")
+        try (csv + "\n2026-12-07T23:15:58.5Z\n").write(toFile: directory + "/r.csv", atomically: true, encoding: .utf8)
+        let bad = try ChildProcess(
+            builtProductPath("sensor-sim"),
+            ["replay", directory + "/r.csv", "--broker", broker.url.description]
+        )
+        #expect(await bad.waitForExit(killingAfter: .seconds(30)) != 0)
+        #expect(
+            bad.standardError.contains("\(directory)/r.csv:5:1: error: expected ts,topic,payload"),
+            "\(bad.standardError)"
+        )
+    }
+
     @Test func homeAssistantDiscoveryIsRetainedAndActuatorsTakeHomeAssistantCommands() async throws {
         let broker = try await TestBroker()
         let simulator = try ChildProcess(
@@ -220,5 +282,49 @@ struct SensorSimOptionTests {
         let status = await simulator.waitForExit(killingAfter: .seconds(30))
         #expect(status == 64, "\(simulator.standardError)")
         #expect(simulator.standardError.contains(message), "\(simulator.standardError)")
+    }
+}
+
+/// Device files checked offline, with no broker: `sensor-sim check` and `rules-engine check` on device files.
+@Suite("sensor-sim check and device files offline")
+struct DeviceFileCheckTests {
+    static let broken = """
+        devices:
+          - id: room-1
+            sensors:
+              - {name: door, signal: {model: stepz}, noise: -1}
+            actuators:
+              - {name: fan, lag: 2 mins, effects: [{sensor: temp, rate: -1}]}
+        """
+
+    func check(_ executable: String, _ arguments: [String]) async throws -> (Int32, String, String) {
+        let process = try ChildProcess(builtProductPath(executable), arguments)
+        let status = await process.waitForExitAndOutput()
+        return (status, process.output.joined(separator: "\n"), process.standardError)
+    }
+
+    @Test(arguments: ["sensor-sim", "rules-engine"])
+    func theShippedDevicesAreValid(executable: String) async throws {
+        let (status, _, error) = try await check(executable, ["check", SensorSimTests.packageRoot + "/Devices"])
+        #expect(status == 0, "\(error)")
+        #expect(error.contains("device(s) valid"), "\(error)")
+    }
+
+    @Test(arguments: ["sensor-sim", "rules-engine"])
+    func everyProblemOfABrokenFileAtOnce(executable: String) async throws {
+        let directory = try TestBroker.makeDirectory()
+        try Self.broken.write(toFile: directory + "/room.yaml", atomically: true, encoding: .utf8)
+        let (status, _, error) = try await check(executable, ["check", directory + "/room.yaml"])
+        #expect(status == 1)
+        let lines = error.split(separator: "\n").map(String.init)
+        #expect(
+            lines == [
+                "\(directory)/room.yaml:4:38: error: unknown model 'stepz': use constant, random_walk, sine, daily or steps",
+                "\(directory)/room.yaml:4:53: error: 'noise' must be 0 or more",
+                "\(directory)/room.yaml:6:26: error: 'lag' '2 mins' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)",
+                "\(directory)/room.yaml:6:53: error: effect on sensor 'temp', which this device does not have (it has [\"door\"])",
+            ],
+            "\(error)"
+        )
     }
 }

@@ -52,6 +52,49 @@ struct JSONAndTimeTests {
         #expect(Timestamp.parseRFC3339(text) == milliseconds)
     }
 
+    /// Any number of fraction digits from 0 to 9 (`mosquitto_sub -F %J` writes six), cut to the millisecond,
+    /// with `Z` or a `±HH:MM` offset. More than three digits used to trap ("Range requires lowerBound <=
+    /// upperBound") in `rules-engine replay` and `sensor-sim replay`.
+    @Test(
+        arguments: [
+            ("2026-12-07T23:15:58Z", 1_796_685_358_000),
+            ("2026-12-07T23:15:58.3Z", 1_796_685_358_300),
+            ("2026-12-07T23:15:58.37Z", 1_796_685_358_370),
+            ("2026-12-07T23:15:58.379Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.3791Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.37911Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.379117Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.3791179Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.37911799Z", 1_796_685_358_379),
+            ("2026-12-07T23:15:58.999999999Z", 1_796_685_358_999),
+            ("2026-12-08T00:15:58.123456789+01:00", 1_796_685_358_123),
+            ("2026-12-07T17:45:58.000001-05:30", 1_796_685_358_000),
+            ("1969-12-31T23:59:59.9999Z", -1),
+        ] as [(String, Int64)]
+    )
+    func rfc3339TakesZeroToNineFractionDigits(text: String, milliseconds: Int64) {
+        #expect(Timestamp.parseRFC3339(text) == milliseconds)
+    }
+
+    @Test(arguments: [
+        "2026-12-07T23:15:58.Z", "2026-12-07T23:15:58.1234567891Z", "2026-12-07T23:15:58.123",
+        "2026-12-07T23:15:58.123+0100", "2026-12-07T23:15:58.123+01", "2026-12-07T23:15:58.12a4Z",
+        "2026-12-07T23:15:58.123Z ", "2026-12-07", "2026-13-07T23:15:58Z",
+    ])
+    func rfc3339RejectsWhatIsNotOne(text: String) {
+        #expect(Timestamp.parseRFC3339(text) == nil)
+    }
+
+    /// The line `mosquitto_sub -F %J` writes for a reading, in a readings file.
+    @Test func readingsFileTakesMicrosecondTimes() throws {
+        let line = #"{"ts": "2026-12-07T23:15:58.379117Z", "topic": "sensors/a/temperature", "payload": {"value": 1}}"#
+        let readings = try RecordedReadings.parse(
+            line + "\n" + line.replacingOccurrences(of: "117Z", with: "117+00:00"),
+            path: "r"
+        )
+        #expect(readings.map(\.timestamp) == [1_796_685_358_379, 1_796_685_358_379])
+    }
+
     @Test func readingsFileReportsEveryBadLine() {
         let text = """
             {"ts": 1000, "topic": "sensors/a/temperature", "payload": {"value": 1}}

@@ -257,6 +257,58 @@ struct DeviceLoaderTests {
     }
 }
 
+/// Every problem of a device file at once: a sensor whose signal is wrong is still checked for its other keys,
+/// the effects of the sensors after it are still read, and an effect that names it is not an error of its own.
+@Suite("Device file validation: every problem at once")
+struct DeviceLoaderAllProblemsTests {
+    @Test func everyProblemIsReportedInOneRun() {
+        let text = """
+            devices:
+              - id: room-1
+                sensors:
+                  - name: door
+                    noise: -1
+                    signal: {model: stepz}
+                    bounds: [5, 1]
+                  - name: temperature
+                    interval: 5 seconds
+                    signal: {model: random_walk, start: 4}
+                    effects: [{sensor: humidity, rate: 1, when: never}]
+                  - name: humidity
+                    signal: {model: constant, value: 50}
+                    effects: [{sensor: nope, rate: 1}]
+                actuators:
+                  - name: compressor
+                    lag: 2 mins
+                    effects:
+                      - {sensor: door, rate: -0.05}
+                      - {sensor: temp, rate: -0.05}
+                      - {sensor: temperature, rate: -0.05, when: onn}
+            """
+        #expect {
+            try DeviceLoader.load([(path: "x.yaml", text: text)])
+        } throws: { error in
+            let lines = (error as? DeviceLoadError)?.diagnostics.map {
+                "\($0.location.line):\($0.location.column) \($0.message)"
+            }
+            #expect(
+                lines == [
+                    "5:16 'noise' must be 0 or more",
+                    "6:25 unknown model 'stepz': use constant, random_walk, sine, daily or steps",
+                    "7:17 'bounds' needs low < high",
+                    "9:19 'interval' '5 seconds' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)",
+                    "14:28 effect on sensor 'nope', which this device does not have (it has [\"door\", \"temperature\", \"humidity\"])",
+                    "17:14 'lag' '2 mins' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)",
+                    "20:22 effect on sensor 'temp', which this device does not have (it has [\"door\", \"temperature\", \"humidity\"])",
+                    "21:54 effect state 'onn' is not one of [\"off\", \"on\"]",
+                ],
+                "\(error)"
+            )
+            return true
+        }
+    }
+}
+
 /// State names compare without case in device files too (one rule everywhere): `initial: ON` and
 /// `when: OPEN` name the declared states, in their declared spelling.
 @Suite("Device files: state names")
