@@ -210,7 +210,7 @@ public final class PartitionedEngineService: Service {
         do {
             try await cancelWhenGracefulShutdown {
                 try await self.client.waitUntilConnected()
-                let filters = DesiredStateTracker.stateFilters(for: self.ruleSet)
+                let filters = TopicFilterCover(covering: DesiredStateTracker.stateFilters(for: self.ruleSet)).filters
                 if !filters.isEmpty { try await self.client.subscribe(to: filters, qos: .atLeastOnce) }
             }
         } catch is CancellationError {

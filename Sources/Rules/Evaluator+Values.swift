@@ -63,6 +63,10 @@ extension Evaluator {
                 return "\(window): \(valueText) matching (\(kind == .fire ? "at least" : "fewer than") \(needed)) "
                     + "\(Evaluator.conditionText(rule.leaves[0], kind: .fire))\(duration)"
             }
+            if case .times(let needed, _) = window {
+                return "\(window): became \(Evaluator.conditionText(rule.leaves[0], kind: .fire)) \(valueText) "
+                    + "time(s) (\(kind == .fire ? "at least" : "fewer than") \(needed))\(duration)"
+            }
             return "\(window) = \(valueText) \(condition)\(duration)"
         }
         return "value \(valueText) \(condition)\(duration)"

@@ -40,17 +40,21 @@ public struct WindowSnapshot: Sendable, Hashable, Codable {
     public var times: [Int64]
     public var values: [Double]
     public var droppedSamples: Int
+    /// `times`: whether the last usable reading passed the threshold (absent for other windows and before it).
+    public var lastPassed: Bool?
 
     init(_ state: WindowState) {
         times = state.samples.map(\.time)
         values = state.samples.map(\.value)
         droppedSamples = state.droppedSamples
+        lastPassed = state.lastPassed
     }
 
     func state(for window: Rule.Window) -> WindowState {
         WindowState(
             samples: zip(times, values).map { WindowState.Sample(time: $0, value: $1) },
             droppedSamples: droppedSamples,
+            lastPassed: lastPassed,
             window: window
         )
     }

@@ -70,7 +70,10 @@ struct ConditionCore: Sendable {
     /// What `window` takes in from a usable reading: its number, or for `at_least` 1 when the reading passes
     /// the threshold (no hysteresis: each reading is judged on its own).
     func windowSample(_ value: JSONValue, expected: JSONValue?, window: Rule.Window) -> Double? {
-        if case .atLeast = window { return holds(value, expected: expected, latched: false) ? 1 : 0 }
+        switch window {
+        case .atLeast, .times: return holds(value, expected: expected, latched: false) ? 1 : 0
+        default: break
+        }
         guard case .number(let number) = value else { return nil }
         return number
     }
@@ -78,7 +81,10 @@ struct ConditionCore: Sendable {
     /// Whether `window`'s value meets the condition: `at_least`'s count reaches M; any other window's value
     /// is compared like a reading, with hysteresis.
     func holds(windowValue value: Double, window: Rule.Window, latched: Bool) -> Bool {
-        if case .atLeast(let needed, _) = window { return value >= Double(needed) }
+        switch window {
+        case .atLeast(let needed, _), .times(let needed, _): return value >= Double(needed)
+        default: break
+        }
         return holds(number: value, firing: latched)
     }
 

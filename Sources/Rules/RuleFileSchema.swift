@@ -258,6 +258,10 @@ public enum RuleFileSchema {
             "'M of N' (of the last N readings) or 'M in D' (within a duration): at least M hold.",
             pattern: "^[0-9]+ (of [0-9]+|in ([0-9]+(ms|s|m|h|d))+)$"
         ),
+        "times": JSONSchema.text(
+            "'M in D': the threshold became true (from false or unknown) at least M times within D.",
+            pattern: "^[0-9]+ in ([0-9]+(ms|s|m|h|d))+$"
+        ),
         "max_samples": JSONSchema.integer(
             "The most readings one window keeps per instance (default 10000).",
             minimum: 1

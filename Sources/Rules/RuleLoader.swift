@@ -7,21 +7,21 @@ public enum RuleLoader {
         "id", "description", "topic", "field", "above", "below", "between", "outside", "equals", "clear", "for",
         "cooldown", "stale", "severity", "on_unknown", "min_on", "min_off", "max_transitions", "on_fire", "on_clear",
         "all", "any", "not", "group_by", "match", "avg", "min", "max", "sum", "count", "rate", "delta", "at_least",
-        "max_samples", "keep_firing_for", "active", "outside_active", "flapping",
+        "times", "max_samples", "keep_firing_for", "active", "outside_active", "flapping",
     ]
     /// The window keys, at most one per condition.
-    static let windowKeys = ["avg", "min", "max", "sum", "count", "rate", "delta", "at_least"]
+    static let windowKeys = ["avg", "min", "max", "sum", "count", "rate", "delta", "at_least", "times"]
     static let conditionKeys = ["above", "below", "between", "outside", "equals"]
     static let combinationKeys = ["all", "any", "not"]
     /// The keys of one leaf of `all`/`any`/`not`.
     static let leafKeys = [
         "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "name", "avg", "min",
-        "max", "sum", "count", "rate", "delta", "at_least", "max_samples",
+        "max", "sum", "count", "rate", "delta", "at_least", "times", "max_samples",
     ]
     /// The keys of a single condition that a combined rule puts on its leaves instead.
     static let singleConditionKeys = [
         "topic", "field", "above", "below", "between", "outside", "equals", "clear", "stale", "avg", "min", "max",
-        "sum", "count", "rate", "delta", "at_least", "max_samples",
+        "sum", "count", "rate", "delta", "at_least", "times", "max_samples",
     ]
     /// Placeholders every action may use besides the rule's captures.
     static let payloadPlaceholders = ["value", "rule", "threshold", "severity", "transition"]
@@ -350,7 +350,9 @@ public enum RuleLoader {
             }
             maxSamples = max(value, 1)
         }
-        if let window, window.durationMilliseconds != nil, entries["max_samples"] == nil {
+        // `times` keeps only the moments it became true, one per opening at most: a door does not fill it.
+        let keepsEveryReading = if case .times? = window { false } else { true }
+        if let window, window.durationMilliseconds != nil, keepsEveryReading, entries["max_samples"] == nil {
             let bytes = maxSamples * MemoryLayout<WindowState.Sample>.stride
             reader.warning(
                 at: reader.location(node),
@@ -368,6 +370,12 @@ public enum RuleLoader {
         }
         if case .atLeast? = window, let entry = entries["clear"] {
             reader.error(entry.key, "'clear' does not go with 'at_least': it clears when fewer than M readings hold")
+        }
+        if case .times? = window, let entry = entries["clear"] {
+            reader.error(
+                entry.key,
+                "'clear' does not go with 'times': it clears when it became true fewer than M times"
+            )
         }
         guard let topic, let condition else { return nil }
         return Rule.Leaf(
@@ -590,11 +598,11 @@ public enum RuleLoader {
             )
             return nil
         }
-        if key != "at_least", case .equals? = condition {
+        if key != "at_least", key != "times", case .equals? = condition {
             reader.error(
                 entry.key,
                 "'\(key)' computes a number: it goes with above, below, between or outside, not with 'equals' "
-                    + "(count matching readings with 'at_least')"
+                    + "(count matching readings with 'at_least', or how often it became true with 'times')"
             )
             return nil
         }
@@ -652,6 +660,20 @@ public enum RuleLoader {
                 return nil
             }
             return .atLeast(count, .duration(duration))
+        case "times":
+            let text = entry.value.scalar?.string ?? ""
+            let words = text.split(separator: " ", omittingEmptySubsequences: true)
+            guard words.count == 3, let count = Int(words[0]), count > 0, words[1] == "in",
+                let duration = RuleDuration.milliseconds(String(words[2])), duration > 0
+            else {
+                reader.error(
+                    entry.value,
+                    "times '\(text)' must look like '11 in 1h': how many times it became true (at least 1) within "
+                        + "a duration"
+                )
+                return nil
+            }
+            return .times(count, duration)
         case "count":
             guard YAMLReader.tagName(entry.value) != .int else {
                 reader.error(

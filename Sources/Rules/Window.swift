@@ -36,6 +36,9 @@ extension Rule {
         case delta(Int64)
         /// `at_least: M of N` / `at_least: M in D`: the threshold held for at least M readings of the span.
         case atLeast(Int, Span)
+        /// `times: M in D`: the threshold *became* true (from false or unknown) at least M times within D; one long
+        /// spell counts once, however many readings it sends.
+        case times(Int, Int64)
 
         /// The default of `max_samples`.
         public static let defaultMaxSamples = 10_000
@@ -45,7 +48,7 @@ extension Rule {
             switch self {
             case .statistic(_, let span), .atLeast(_, let span): span
             case .rate(_, let over): .duration(over)
-            case .delta(let duration): .duration(duration)
+            case .delta(let duration), .times(_, let duration): .duration(duration)
             }
         }
 
@@ -64,6 +67,7 @@ extension Rule {
             case (.delta, .delta): return true
             case (.atLeast(let mine, let mySpan), .atLeast(let theirs, let theirSpan)):
                 return mine == theirs && mySpan.isSameKind(as: theirSpan)
+            case (.times(let mine, _), .times(let theirs, _)): return mine == theirs
             default: return false
             }
         }
@@ -76,6 +80,7 @@ extension Rule {
             case .delta(let duration): "delta \(RuleDuration.format(duration))"
             case .atLeast(let count, .readings(let total)): "at_least \(count) of \(total)"
             case .atLeast(let count, .duration(let duration)): "at_least \(count) in \(RuleDuration.format(duration))"
+            case .times(let count, let duration): "times \(count) in \(RuleDuration.format(duration))"
             }
         }
     }

@@ -33,17 +33,31 @@ public struct WindowState: Sendable, Hashable {
     private var entered: Int64 = 0
     /// Readings dropped because the window reached `max_samples`.
     public private(set) var droppedSamples = 0
+    /// For `times`: whether the last usable reading passed the threshold (nil before the first), so that only a
+    /// reading that turns it true enters the window.
+    public private(set) var lastPassed: Bool?
 
     public init() {}
 
     /// A window that holds `samples` (restored from a snapshot), in order.
-    public init(samples: [Sample], droppedSamples: Int, window: Rule.Window) {
-        for sample in samples { insert(sample, window: window, maxSamples: .max) }
+    public init(samples: [Sample], droppedSamples: Int, lastPassed: Bool? = nil, window: Rule.Window) {
+        for sample in samples { append(sample, window: window, maxSamples: .max) }
         self.droppedSamples = droppedSamples
+        self.lastPassed = lastPassed
     }
 
-    /// Takes in one usable reading at `time` (not before the previous one's).
+    /// Takes in one usable reading at `time` (not before the previous one's). For `times`, `sample.value` is 1
+    /// when the reading passes the threshold, and only a reading that turns it true enters.
     public mutating func insert(_ sample: Sample, window: Rule.Window, maxSamples: Int) {
+        if case .times = window {
+            let passed = sample.value != 0
+            defer { lastPassed = passed }
+            guard passed, lastPassed != true else { return }
+        }
+        append(sample, window: window, maxSamples: maxSamples)
+    }
+
+    private mutating func append(_ sample: Sample, window: Rule.Window, maxSamples: Int) {
         let ordinal = entered
         entered += 1
         samples.append(sample)
@@ -120,6 +134,8 @@ public struct WindowState: Sendable, Hashable {
             return count < needed ? nil : sum.rounded()
         case .atLeast(_, .duration):
             return count == 0 ? nil : sum.rounded()
+        case .times:
+            return Double(count)
         }
     }
 

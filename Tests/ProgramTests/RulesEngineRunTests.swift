@@ -278,6 +278,30 @@ struct RulesEngineRunTests {
         #expect(!engine.standardError.contains("duplicate reading dropped"), "\(engine.standardError)")
     }
 
+    /// `times` live: one long opening (three `open` readings) is one time; the door that opened twice fires.
+    @Test func timesCountsOpeningsNotReadingsLive() async throws {
+        let rules = """
+            rules:
+              - id: door-opened-often
+                topic: "{prefix}/sensors/{room}/door"
+                times: 2 in 1h
+                equals: open
+                on_fire:
+                  - publish: {topic: "{prefix}/actuators/{room}/alarm/set", payload: {state: "on"}}
+            """
+        let harness = try await EngineHarness("times", rules: rules)
+        let engine = try await harness.startEngine()
+        for (room, state) in [("a", "open"), ("a", "open"), ("a", "open"), ("a", "closed")]
+            + [("b", "open"), ("b", "closed"), ("b", "open")]
+        {
+            try await harness.reading(room, #"{"value": "\#(state)"}"#, quantity: "door")
+        }
+        let command = try await harness.commands.first { $0.topic.hasSuffix("/set") }
+        #expect(EngineHarness.describe(command) == "b/alarm on")
+        #expect(command.payloadString.contains(#""value":2"#), "\(command.payloadString)")
+        #expect(await harness.stop(engine) == 0)
+    }
+
     @Test func aStateDirRestartKeepsAFiringInstanceWithoutADuplicateOn() async throws {
         let harness = try await EngineHarness(
             "state",

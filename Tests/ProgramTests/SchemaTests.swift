@@ -19,6 +19,7 @@ struct SchemaTests {
               - {topic: "a/{x}/t", field: data.temp, avg: 5m, above: 30, clear: 28, max_samples: 500, name: t}
               - {topic: "a/{x}/t", rate: {per: 1m, over: 5m}, above: 2}
               - {topic: "a/{x}/door", at_least: 3 in 10m, equals: open}
+              - {topic: "a/{x}/lid", times: 11 in 1h, equals: open}
               - {topic: "a/{x}/h", at_least: 2 of 4, below: 10, stale: 5m}
               - any:
                   - {topic: "a/{x}/p", delta: 10m, outside: [-1, 1]}

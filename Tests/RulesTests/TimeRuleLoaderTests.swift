@@ -39,6 +39,27 @@ struct TimeRuleLoaderTests {
             message: "'clear' does not go with 'at_least'"
         ),
         Problem(
+            name: "clear with times",
+            text: base + "    times: 3 in 1h\n    equals: open\n    clear: 28\n",
+            line: 6,
+            column: 5,
+            message: "'clear' does not go with 'times': it clears when it became true fewer than M times"
+        ),
+        Problem(
+            name: "times of the last N readings",
+            text: base + "    times: 3 of 5\n    equals: open\n",
+            line: 4,
+            column: 12,
+            message: "times '3 of 5' must look like '11 in 1h'"
+        ),
+        Problem(
+            name: "times zero",
+            text: base + "    times: 0 in 1h\n    equals: open\n",
+            line: 4,
+            column: 12,
+            message: "times '0 in 1h' must look like '11 in 1h'"
+        ),
+        Problem(
             name: "at_least M of N with N below M",
             text: base + "    at_least: 3 of 2\n    above: 1\n",
             line: 4,

@@ -121,6 +121,37 @@ import Testing
             topic: "sensors/d1/door"
         ),
         Scenario(
+            name: "times M in D counts openings, not open readings: one long opening is one time",
+            keys: "times: 2 in 1h\nequals: open",
+            readings: [(0, "open"), (60_000, "open"), (120_000, "open"), (180_000, "open"), (240_000, "closed")],
+            expected: [],
+            topic: "sensors/d1/door"
+        ),
+        Scenario(
+            name: "times M in D fires at the M-th opening and clears on the clock when the first ages out",
+            keys: "times: 3 in 10m\nequals: open",
+            readings: [
+                (0, "open"), (10_000, "closed"), (20_000, "open"), (25_000, "open"), (30_000, "closed"),
+                (40_000, "open"), (50_000, "closed"),
+            ],
+            until: 700_000,
+            expected: ["fire@40000", "clear@600001"],
+            topic: "sensors/d1/door"
+        ),
+        Scenario(
+            name: "times: an unusable reading between two open ones is not a new opening",
+            keys: "times: 2 in 1h\nequals: open",
+            readings: [(0, "open"), (1000, "{}"), (2000, "open")],
+            expected: [],
+            topic: "sensors/d1/door"
+        ),
+        Scenario(
+            name: "times with a numeric threshold: crossings above 30, not readings above it",
+            keys: "times: 2 in 1m\nabove: 30",
+            readings: [(0, "31"), (1000, "35"), (2000, "29"), (3000, "31")],
+            expected: ["fire@3000"]
+        ),
+        Scenario(
             name: "an unusable reading is left out of a window: the window's value stands",
             keys: "avg: 3\nabove: 30",
             readings: [(0, "40"), (1000, "40"), (2000, "\"x\""), (3000, "40")],
@@ -294,6 +325,29 @@ import Testing
         let report = restarted.instanceReports().first?.window
         #expect(report?.samples == 4)
         #expect(report?.value == 32.5)
+    }
+
+    /// `times` keeps its openings and whether the last reading was open across a restart: a door still open
+    /// after the restart is not opened again.
+    @Test func timesSurvivesARestart() throws {
+        let rules = try loadRules(ruleFile("times: 2 in 1h\nequals: open", topic: "sensors/{device}/door"))
+        var evaluator = Evaluator(ruleSet: rules)
+        var events: [EvaluationEvent] = []
+        for (time, value) in [(0, "open"), (10_000, "open")] as [(Int64, String)] {
+            evaluator.process(Reading(topic: "sensors/d1/door", payload: value, timestamp: time), into: &events)
+        }
+        let saved = evaluator.snapshotAll()
+        #expect(saved.first?.window?.times == [0])
+        #expect(saved.first?.window?.lastPassed == true)
+        var restarted = Evaluator(ruleSet: rules)
+        restarted.restore(saved, now: 20_000)
+        var after: [EvaluationEvent] = []
+        restarted.process(Reading(topic: "sensors/d1/door", payload: "open", timestamp: 20_000), into: &after)
+        #expect(!after.contains { if case .transition = $0 { true } else { false } })
+        for (time, value) in [(30_000, "closed"), (40_000, "open")] as [(Int64, String)] {
+            restarted.process(Reading(topic: "sensors/d1/door", payload: value, timestamp: time), into: &after)
+        }
+        #expect(after.contains { if case .transition(let record) = $0 { record.transition == .fire } else { false } })
     }
 
     /// `--state-dir` journals changed instances: every reading that enters a window changes its instance.

@@ -12,7 +12,7 @@ struct WindowPropertyTests {
         .statistic(.min, .readings(3)), .statistic(.max, .duration(3000)), .statistic(.max, .readings(5)),
         .statistic(.sum, .duration(4000)), .statistic(.sum, .readings(2)), .statistic(.count, .duration(2000)),
         .rate(perMilliseconds: 1000, overMilliseconds: 6000), .delta(4000), .atLeast(2, .readings(4)),
-        .atLeast(3, .duration(5000)),
+        .atLeast(3, .duration(5000)), .times(2, 5000),
     ]
 
     /// The window's value from the readings (time, value), oldest first, at `time`, as the contract says.
@@ -49,6 +49,10 @@ struct WindowPropertyTests {
             return values.count < needed ? nil : values.reduce(0, +)
         case .atLeast(_, .duration):
             return values.isEmpty ? nil : values.reduce(0, +)
+        case .times(_, let duration):
+            // The readings that turned it true (1 after anything else, or first), within the duration.
+            let turns = readings.indices.filter { readings[$0].1 == 1 && ($0 == 0 || readings[$0 - 1].1 != 1) }
+            return Double(turns.map { readings[$0].0 }.suffix(cap).filter { $0 + duration >= time }.count)
         }
     }
 
@@ -60,7 +64,11 @@ struct WindowPropertyTests {
             Gen.int(in: 0...100_000).array(of: 1...150)
         ) { windowIndex, cap, seeds in
             let window = Self.windows[windowIndex]
-            let isAtLeast = if case .atLeast = window { true } else { false }
+            let isAtLeast =
+                switch window {
+                case .atLeast, .times: true
+                default: false
+                }
             var state = WindowState()
             var readings: [(Int64, Double)] = []
             var time: Int64 = 0
