@@ -79,7 +79,7 @@ public enum InstanceTable {
         let condition =
             ["above", "below", "between", "outside", "equals"].compactMap { key in
                 rule[key].map { "\(window)\(key) \($0.jsonText)" }
-            }.first ?? ""
+            }.first ?? rule["stale"].flatMap(\.stringValue).map { "no reading for \($0) (stale alone)" } ?? ""
         let clear = rule["clear"].flatMap { $0 == .null ? nil : "clear \($0.jsonText)" }
         let duration = rule["for"].flatMap(\.stringValue).flatMap { $0 == "0s" ? nil : "for \($0)" }
         let active = rule["active"].flatMap(\.stringValue).map { "active \($0)" }

@@ -103,6 +103,12 @@ public struct OfflineTools: Sendable {
             }
             if outcome.missing > 0 { standardError("\(outcome.missing) reading(s) missing (gaps in seq)") }
             if outcome.duplicates > 0 { standardError("\(outcome.duplicates) duplicate reading(s) dropped") }
+            if outcome.chainStepsCut > 0 {
+                standardError(
+                    "\(outcome.chainStepsCut) publish(es) not fed back into the rules: a chain of rules went on for "
+                        + "more than \(Replay.chainStepLimit) steps from one reading (rules that feed each other in a loop?)"
+                )
+            }
             return 0
         } catch {
             report(error)

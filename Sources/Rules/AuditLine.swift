@@ -42,6 +42,16 @@ public enum AuditLine {
             switch event {
             case .transition(let transition): line(for: transition, in: ruleSet)
             case .action(let action): line(for: action, in: ruleSet)
+            case .transitionHeld(let ruleID, let labels, let timestamp, let transition, let heldBy, let until):
+                JSONValue.object(
+                    [
+                        ("ts", .number(Double(timestamp))), ("event", .string("held")), ("rule", .string(ruleID)),
+                        ("transition", .string(transition.rawValue)),
+                    ] + ruleFields(ruleID, in: ruleSet) + [
+                        ("labels", Self.labels(labels)), ("held_by", .string(heldBy)),
+                        ("until", .number(Double(until))),
+                    ]
+                ).jsonText
             default: nil
             }
         }

@@ -127,6 +127,16 @@ public enum EvaluationEvent: Hashable, Sendable {
     case unusable(ruleID: String, topic: String, problem: ReadingProblem, timestamp: Int64)
     /// An instance hit `max_transitions` and holds its state until the window allows a transition.
     case transitionsLimited(ruleID: String, labels: [Label], timestamp: Int64, until: Int64)
+    /// A transition the rule wants is held back (`heldBy`: `min_off`, `min_on`, `cooldown` or `max_transitions`)
+    /// until `until`; said once when the hold starts.
+    case transitionHeld(
+        ruleID: String,
+        labels: [Label],
+        timestamp: Int64,
+        transition: TransitionKind,
+        heldBy: String,
+        until: Int64
+    )
     /// An instance started (`isFlapping`) or stopped flapping (`flapping:`): `percent` of its recent results
     /// changed; while flapping it is held in the state the rule names.
     case flapping(ruleID: String, labels: [Label], timestamp: Int64, isFlapping: Bool, percent: Double)

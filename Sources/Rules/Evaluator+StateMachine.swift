@@ -91,6 +91,13 @@ extension Evaluator {
         return (earliest, false)
     }
 
+    /// Which setting holds a transition back: the one whose end is the latest.
+    static func hold(of instance: Instance, core: RuleCore, to kind: TransitionKind, maxTransitions: Bool) -> String {
+        guard !maxTransitions else { return "max_transitions" }
+        let minimum = kind == .fire ? core.minOffMilliseconds : core.minOnMilliseconds
+        return minimum > core.cooldownMilliseconds ? (kind == .fire ? "min_off" : "min_on") : "cooldown"
+    }
+
     /// Makes the transition when cooldown, min_on/min_off and max_transitions allow it; defers it otherwise.
     mutating func transition(
         slot: Int,
@@ -109,6 +116,20 @@ extension Evaluator {
             to: kind
         )
         guard time >= earliest else {
+            // Said once per hold: a hold ends with a transition, which moves `earliest`.
+            if deferrals[Int32(slot)] != earliest {
+                let rule = ruleSet.rules[Int(instance.rule)]
+                events.append(
+                    .transitionHeld(
+                        ruleID: rule.id,
+                        labels: Evaluator.labels(of: instance, rule: rule),
+                        timestamp: time,
+                        transition: kind,
+                        heldBy: Evaluator.hold(of: instance, core: core, to: kind, maxTransitions: flapping),
+                        until: earliest
+                    )
+                )
+            }
             instance.isDeferred = true
             deferrals[Int32(slot)] = earliest
             if flapping && !instance.limited {

@@ -115,6 +115,8 @@ extension Evaluator {
             "\(kind == .fire ? "" : "not ")outside \(JSONValue.format(low))..\(JSONValue.format(high))"
         case .equals(let expected):
             "\(kind == .fire ? "equals" : "no longer equals") \(expected.jsonText)"
+        case .staleOnly:
+            kind == .fire ? "silent" : "reporting again"
         }
     }
 

@@ -11,6 +11,8 @@ public enum Replay {
         public var flapping: [EvaluationEvent] = []
         /// Instances held back by `max_transitions`.
         public var limited: [EvaluationEvent] = []
+        /// Transitions held back by `min_off`, `min_on`, `cooldown` or `max_transitions`, when the hold started.
+        public var held: [EvaluationEvent] = []
         /// Readings a sensor's `seq` shows were never received, and duplicates dropped.
         public var missing: Int64 = 0
         public var duplicates = 0
@@ -18,19 +20,41 @@ public enum Replay {
         /// earliest one's due time: what a longer run of the clock (`--end`) would fire.
         public var pendingTimers = 0
         public var nextPendingTimer: Int64?
+        /// Publishes not fed back because a chain of rules went on for more than `Replay.chainStepLimit` steps
+        /// from one reading (a loop).
+        public var chainStepsCut = 0
     }
 
-    /// Evaluates `readings` in order, then advances the clock to `end` (default: the last reading's time).
+    /// The most publishes fed back into the rules from one reading or clock event (a chain longer than this is
+    /// a loop).
+    public static let chainStepLimit = 1000
+
+    /// Evaluates `readings` in order, then advances the clock to `end` (default: the last reading's time). A
+    /// `publish` that a rule reads is evaluated as a reading at its own time, as the broker delivers it live.
     public static func run(_ ruleSet: RuleSet, readings: [Reading], end: Int64? = nil) -> Outcome {
         var evaluator = Evaluator(ruleSet: ruleSet)
         var events: [EvaluationEvent] = []
+        var cut = 0
+        // Timers one due time at a time, so that what they publish is read before anything later.
+        func advance(before time: Int64, including: Bool) {
+            while let due = evaluator.nextDeadline, including ? due <= time : due < time {
+                let start = events.count
+                evaluator.advance(to: due, into: &events)
+                cut += feedBack(from: start, into: &evaluator, events: &events, ruleSet: ruleSet)
+            }
+        }
         for reading in readings {
+            advance(before: reading.timestamp, including: false)
+            let start = events.count
             evaluator.process(reading, into: &events)
+            cut += feedBack(from: start, into: &evaluator, events: &events, ruleSet: ruleSet)
         }
         if let last = end ?? readings.last?.timestamp {
+            advance(before: last, including: true)
             evaluator.advance(to: last, into: &events)
         }
         var outcome = Outcome()
+        outcome.chainStepsCut = cut
         outcome.pendingTimers = evaluator.pendingTimerCount
         outcome.nextPendingTimer = evaluator.nextDeadline
         for event in events {
@@ -40,12 +64,44 @@ public enum Replay {
             case .unusable(_, _, let problem, _): outcome.unusable[problem.code, default: 0] += 1
             case .flapping: outcome.flapping.append(event)
             case .transitionsLimited: outcome.limited.append(event)
+            case .transitionHeld: outcome.held.append(event)
             case .windowRestarted: break
             case .sequenceGap(_, let missing, _): outcome.missing += missing
             case .duplicate: outcome.duplicates += 1
             }
         }
         return outcome
+    }
+
+    /// Evaluates the `publish` actions among `events[start...]` that a rule reads, in order, and those that they
+    /// cause in turn; returns how many were not evaluated because the chain passed `chainStepLimit`.
+    private static func feedBack(
+        from start: Int,
+        into evaluator: inout Evaluator,
+        events: inout [EvaluationEvent],
+        ruleSet: RuleSet
+    ) -> Int {
+        var index = start
+        var steps = 0
+        var cut = 0
+        while index < events.count {
+            defer { index += 1 }
+            guard case .action(let fired) = events[index], case .publish(let topic, let payload, _, _) = fired.action,
+                ruleSet.reads(topic: topic)
+            else { continue }
+            guard steps < chainStepLimit else {
+                cut += 1
+                continue
+            }
+            steps += 1
+            let reading = Reading(
+                topic: topic,
+                payload: RenderedAction.payloadBytes(payload),
+                timestamp: fired.timestamp
+            )
+            evaluator.process(reading, into: &events)
+        }
+        return cut
     }
 
     /// One JSON line per action, as the contract specifies:

@@ -9,6 +9,9 @@ public struct Rule: Hashable, Sendable {
         case between(Double, Double)
         case outside(Double, Double)
         case equals(JSONValue)
+        /// No threshold: a single condition with `stale` alone, which fires when no usable reading came for its
+        /// `stale` and clears on the next one.
+        case staleOnly
     }
 
     /// How bad it is when the rule fires.
@@ -86,6 +89,7 @@ public struct Rule: Hashable, Sendable {
             case .between(let low, let high), .outside(let low, let high):
                 "[\(JSONValue.format(low)), \(JSONValue.format(high))]"
             case .equals(let value): value.jsonText
+            case .staleOnly: "no reading for \(staleMilliseconds.map(RuleDuration.format) ?? "-")"
             }
         }
     }
@@ -235,6 +239,7 @@ public struct Rule: Hashable, Sendable {
             case .between: text += "between \(leaf.thresholdText)"
             case .outside: text += "outside \(leaf.thresholdText)"
             case .equals(let value): text += "equals \(value.jsonText)"
+            case .staleOnly: text.removeLast()
             }
             if let clear = leaf.clear { text += " clear \(JSONValue.format(clear))" }
             if let stale = leaf.staleMilliseconds { text += " stale \(RuleDuration.format(stale))" }
@@ -353,7 +358,8 @@ public indirect enum PayloadTemplate: Hashable, Sendable {
 }
 
 extension Rule.Condition {
-    /// The condition as a rule file writes it: its key and its value (`above: 30`, `between: [18, 24]`).
+    /// The condition as a rule file writes it: its key and its value (`above: 30`, `between: [18, 24]`);
+    /// `threshold: null` for `stale` alone.
     public var keyAndValue: (key: String, value: JSONValue) {
         switch self {
         case .above(let value): ("above", .number(value))
@@ -361,6 +367,7 @@ extension Rule.Condition {
         case .between(let low, let high): ("between", .array([.number(low), .number(high)]))
         case .outside(let low, let high): ("outside", .array([.number(low), .number(high)]))
         case .equals(let value): ("equals", value)
+        case .staleOnly: ("threshold", .null)
         }
     }
 }

@@ -10,6 +10,8 @@ struct ConditionCore: Sendable {
         case outside(Double, Double)
         /// Compared with the rule's `equals` value (looked up in the full rule).
         case equals
+        /// `stale` alone: no reading ever holds; only silence fires it.
+        case never
 
         /// Whether a numeric value meets the comparison; a firing `above`/`below` instance uses its clear
         /// threshold.
@@ -20,7 +22,7 @@ struct ConditionCore: Sendable {
             case .below(let threshold, let clear): firing ? number < clear : number < threshold
             case .between(let low, let high): number >= low && number <= high
             case .outside(let low, let high): number < low || number > high
-            case .equals: false
+            case .equals, .never: false
             }
         }
     }
@@ -53,6 +55,9 @@ struct ConditionCore: Sendable {
         case .outside(let low, let high):
             comparison = .outside(low, high)
             valueType = .number
+        case .staleOnly:
+            comparison = .never
+            valueType = .any
         case .equals(let expected):
             comparison = .equals
             switch expected {

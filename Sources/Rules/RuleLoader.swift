@@ -298,7 +298,7 @@ public enum RuleLoader {
             field = path
         }
 
-        let condition = parseCondition(entries, rule: node, owner: owner, reader: &reader)
+        let condition = parseCondition(entries, rule: node, owner: owner, isLeaf: isLeaf, reader: &reader)
 
         var clear: Double?
         if let entry = entries["clear"], let value = reader.number(entry.value, what: "'clear'") {
@@ -316,7 +316,7 @@ public enum RuleLoader {
                     "clear \(JSONValue.format(value)) is below the 'below' threshold \(JSONValue.format(threshold)): "
                         + "it must be at or above it (the rule clears when the value rises to it)"
                 )
-            case .between, .outside, .equals:
+            case .between, .outside, .equals, .staleOnly:
                 reader.error(entry.value, "'clear' applies only to 'above' and 'below' conditions")
             default: break
             }
@@ -535,11 +535,29 @@ public enum RuleLoader {
         _ entries: [String: (key: Node, value: Node)],
         rule: Node,
         owner: String,
+        isLeaf: Bool,
         reader: inout YAMLReader
     ) -> Rule.Condition? {
         let present = conditionKeys.filter { entries[$0] != nil }
         guard let name = present.first, let entry = entries[name] else {
-            reader.error(rule, "\(owner) has no condition: add one of above, below, between, outside, equals")
+            // `stale` alone: the rule fires when the sensor goes silent (Prometheus' `absent`).
+            if !isLeaf, let stale = entries["stale"] {
+                if let window = windowKeys.first(where: { entries[$0] != nil }), let entry = entries[window] {
+                    reader.error(entry.key, "'\(window)' needs a threshold to compare its value with")
+                    return nil
+                }
+                if let entry = entries["group_by"] {
+                    reader.error(entry.key, "a group votes on thresholds: 'stale' alone cannot go with 'group_by'")
+                    return nil
+                }
+                _ = stale
+                return .staleOnly
+            }
+            reader.error(
+                rule,
+                "\(owner) has no condition: add one of above, below, between, outside, equals"
+                    + (isLeaf ? "" : " (or 'stale' alone, for a sensor that went silent)")
+            )
             return nil
         }
         if present.count > 1, let second = entries[present[1]] {

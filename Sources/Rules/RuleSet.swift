@@ -123,6 +123,13 @@ public struct RuleSet: Sendable {
         indexByID[id]
     }
 
+    /// Whether some condition of some rule reads `topic`.
+    func reads(topic: String) -> Bool {
+        var found: [Int] = []
+        index.matches(TopicIndex.levels(of: topic), into: &found)
+        return !found.isEmpty
+    }
+
     /// The distinct MQTT filters to subscribe to (every condition's), in first-use order.
     public var filters: [String] {
         var seen = Set<String>()

@@ -357,13 +357,17 @@ package final class EngineCore: Sendable {
                     message: "duplicate reading dropped",
                     detail: ["topic": "\(topic)", "seq": "\(sequence)"]
                 )
-            case .transitionsLimited(let ruleID, let labels, _, let until):
+            case .transitionsLimited(let ruleID, _, _, _):
                 metrics.limited(rule: ruleID)
-                logger.warning(
-                    "rule instance reached max_transitions: holding its state",
+            case .transitionHeld(let ruleID, let labels, _, let transition, let heldBy, let until):
+                metrics.held(rule: ruleID, by: heldBy)
+                // A wear limit holding an actuator against its rule is worth a warning; a cooldown is routine.
+                logger.log(
+                    level: heldBy == "cooldown" ? .info : .warning,
+                    "rule instance held: its \(transition.rawValue) waits for \(heldBy)",
                     metadata: [
                         "rule": "\(ruleID)", "labels": "\(labels.map(\.description).joined(separator: ","))",
-                        "until": "\(until)",
+                        "held_by": "\(heldBy)", "until": "\(Timestamp.rfc3339(until))",
                     ]
                 )
             case .flapping(let ruleID, let labels, let timestamp, let isFlapping, let percent):

@@ -48,6 +48,9 @@ public struct EngineMetrics: Sendable {
         "sensor_pipeline_rule_transitions_total": "Rule instances that fired or cleared, by rule and transition.",
         "sensor_pipeline_rule_flapping_total": "Rule instances that started or stopped flapping, by rule.",
         "sensor_pipeline_rule_transitions_limited_total": "Transitions that max_transitions held back, by rule.",
+        "sensor_pipeline_rule_transitions_held_total":
+            "Holds of a transition a rule wanted, by rule and the setting that held it (min_off, min_on, cooldown, "
+            + "max_transitions), counted when the hold starts.",
         "sensor_pipeline_actions_total":
             "Actions by handler and outcome (sent, failed, or superseded: a held-back command replaced by a newer one).",
         "sensor_pipeline_actions_held_back_total":
@@ -87,6 +90,15 @@ public struct EngineMetrics: Sendable {
     func limited(rule: String) {
         Counter(label: "sensor_pipeline_rule_transitions_limited_total", dimensions: [("rule", rule)], factory: factory)
             .increment()
+    }
+
+    /// A transition a rule wanted, held back by `setting` (counted when the hold starts).
+    func held(rule: String, by setting: String) {
+        Counter(
+            label: "sensor_pipeline_rule_transitions_held_total",
+            dimensions: [("rule", rule), ("held_by", setting)],
+            factory: factory
+        ).increment()
     }
 
     func reload(_ outcome: String) {

@@ -302,6 +302,27 @@ struct RulesEngineRunTests {
         #expect(await harness.stop(engine) == 0)
     }
 
+    /// `stale` alone, live: the clock fires it when the sensor goes silent, its next reading clears it.
+    @Test func staleAloneFiresOnSilenceLive() async throws {
+        let rules = """
+            rules:
+              - id: sensor-silent
+                topic: "{prefix}/sensors/{room}/temperature"
+                stale: 1s
+                on_fire:
+                  - publish: {topic: "{prefix}/actuators/{room}/silent/set", payload: {state: "on"}}
+                on_clear:
+                  - publish: {topic: "{prefix}/actuators/{room}/silent/set", payload: {state: "off"}}
+            """
+        let harness = try await EngineHarness("stale-alone", rules: rules)
+        let engine = try await harness.startEngine()
+        try await harness.reading("lab", "21")
+        #expect(try await harness.nextCommand() == "lab/silent on")
+        try await harness.reading("lab", #"{"value": "anything"}"#)
+        #expect(try await harness.nextCommand() == "lab/silent off")
+        #expect(await harness.stop(engine) == 0)
+    }
+
     @Test func aStateDirRestartKeepsAFiringInstanceWithoutADuplicateOn() async throws {
         let harness = try await EngineHarness(
             "state",
@@ -362,6 +383,38 @@ struct RulesEngineRunTests {
         #expect(transition.contains(#""definition":""#))
         let command = try #require(lines.last)
         #expect(command.contains(#""event":"command""#) && command.contains("/actuators/lab/fan/set"))
+    }
+
+    /// A fire that `min_off` holds back against the rule is said as it happens: a warning, an audit line, a
+    /// metric and `held_by` in the API (`max_transitions` held a compressor off for 47 minutes with nothing said).
+    @Test func aTransitionHeldByMinOffIsVisibleAsItHappens() async throws {
+        let rules = Self.coolingRule.replacingOccurrences(of: "for: 1s", with: "for: 0s\n    min_off: 1h")
+        let harness = try await EngineHarness("held", rules: rules)
+        let auditFile = harness.stateDirectory + "/audit.jsonl"
+        let port = try TestBroker.freePort()
+        let engine = try await harness.startEngine(extraArguments: [
+            "--audit", auditFile, "--http", "127.0.0.1:\(port)",
+        ])
+        try await harness.reading("lab", "31")
+        #expect(try await harness.nextCommand() == "lab/fan on")
+        try await harness.reading("lab", "20")
+        #expect(try await harness.nextCommand() == "lab/fan off")
+        try await harness.reading("lab", "35")
+        try await harness.reading("lab", "36")
+        try await waitForLog(engine, "warning rules-engine: held_by=min_off")
+        #expect(engine.standardError.contains("rule instance held: its fire waits for min_off"))
+        #expect(engine.standardError.components(separatedBy: "rule instance held").count == 2, "said once")
+        let instances = try await EngineHTTPTests.get(port, "/api/instances").body
+        #expect(instances.contains(#""held_by":"min_off""#), "\(instances)")
+        let metrics = try await EngineHTTPTests.get(port, "/metrics").body
+        #expect(
+            metrics.contains(#"sensor_pipeline_rule_transitions_held_total{rule="cooling",held_by="min_off"} 1"#),
+            "\(metrics)"
+        )
+        #expect(await harness.stop(engine) == 0)
+        let audit = try String(contentsOfFile: auditFile, encoding: .utf8)
+        #expect(audit.contains(#""event":"held","rule":"cooling","transition":"fire""#), "\(audit)")
+        #expect(audit.contains(#""held_by":"min_off""#))
     }
 
     /// Waits until the engine's log has `text` at least `count` times.

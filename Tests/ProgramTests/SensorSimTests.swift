@@ -138,7 +138,8 @@ struct SensorSimTests {
         )
         let status = await simulator.waitForExit(killingAfter: .seconds(60))
         let elapsed = ContinuousClock.now - started
-        #expect(elapsed < .seconds(8), "\(elapsed)")
+        // About 1 s alone; a full test run on two cores can take several seconds to start a process.
+        #expect(elapsed < .seconds(30), "\(elapsed)")
         #expect(status == 1, "\(simulator.standardError)")
         #expect(
             simulator.standardError.contains(

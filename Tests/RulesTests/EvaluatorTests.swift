@@ -409,4 +409,44 @@ struct EvaluatorTests {
         )
         #expect(evaluator.nextDeadline == 60_000)
     }
+
+    /// A transition the rule wants but a wear or safety limit holds back is said once, when the hold starts,
+    /// naming the setting and until when; more readings during the hold say nothing more.
+    @Test(
+        arguments: [
+            ("min_off: 1m", "fire", 2000, "min_off", 61_000),
+            ("max_transitions: 2 per 1m", "fire", 2000, "max_transitions", 60_000),
+            ("min_on: 1m", "clear", 1000, "min_on", 60_000),
+            ("cooldown: 30s", "clear", 1000, "cooldown", 30_000),
+            ("min_off: 10s\ncooldown: 30s", "clear", 1000, "cooldown", 30_000),
+        ] as [(String, String, Int64, String, Int64)]
+    )
+    func aHeldTransitionIsSaidOnce(keys: String, kind: String, time: Int64, heldBy: String, until: Int64) throws {
+        let outcome = Replay.run(
+            try loadRules(ruleFile("above: 30\n" + keys)),
+            readings: [(0, "31"), (1000, "20"), (1500, "19"), (2000, "31"), (3000, "35"), (4000, "36")].map {
+                Reading(topic: "sensors/d1/temperature", payload: $1, timestamp: $0)
+            }
+        )
+        #expect(
+            outcome.held == [
+                .transitionHeld(
+                    ruleID: "r",
+                    labels: [Label(name: "device", value: "d1")],
+                    timestamp: time,
+                    transition: TransitionKind(rawValue: kind)!,
+                    heldBy: heldBy,
+                    until: until
+                )
+            ]
+        )
+        let audit = AuditLine.lines(for: outcome.held, in: try loadRules(ruleFile("above: 30\n" + keys)))
+        #expect(
+            audit.first?.hasPrefix(
+                #"{"ts":\#(time),"event":"held","rule":"r","transition":"\#(kind)","source":"rules.yaml:2""#
+            ) == true,
+            "\(audit)"
+        )
+        #expect(audit.first?.hasSuffix(#""labels":{"device":"d1"},"held_by":"\#(heldBy)","until":\#(until)}"#) == true)
+    }
 }

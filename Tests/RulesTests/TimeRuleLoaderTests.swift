@@ -39,6 +39,21 @@ struct TimeRuleLoaderTests {
             message: "'clear' does not go with 'at_least'"
         ),
         Problem(
+            name: "stale alone with a window",
+            text: base + "    stale: 5m\n    avg: 1m\n",
+            line: 5,
+            column: 5,
+            message: "'avg' needs a threshold to compare its value with"
+        ),
+        Problem(
+            name: "stale alone on a leaf",
+            text:
+                "rules:\n  - id: r\n    all:\n      - {topic: \"a/{x}\", stale: 5m}\n      - {topic: \"b/{x}\", above: 1}\n",
+            line: 4,
+            column: 9,
+            message: "a condition of rule 'r' has no condition: add one of above, below, between, outside, equals"
+        ),
+        Problem(
             name: "clear with times",
             text: base + "    times: 3 in 1h\n    equals: open\n    clear: 28\n",
             line: 6,

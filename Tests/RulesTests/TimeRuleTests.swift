@@ -152,6 +152,21 @@ import Testing
             expected: ["fire@3000"]
         ),
         Scenario(
+            name: "stale alone: fires when the sensor went silent and clears on its next reading",
+            keys: "stale: 5m",
+            readings: [(0, "21"), (60_000, "21"), (400_000, "22"), (500_000, "\"open\"")],
+            until: 1_000_000,
+            expected: ["fire@360000", "clear@400000", "fire@800000"]
+        ),
+        Scenario(
+            name: "stale alone: a string reading keeps it quiet like a number",
+            keys: "stale: 1m",
+            readings: [(0, "open"), (50_000, "closed"), (100_000, "open")],
+            until: 150_000,
+            expected: [],
+            topic: "sensors/d1/door"
+        ),
+        Scenario(
             name: "an unusable reading is left out of a window: the window's value stands",
             keys: "avg: 3\nabove: 30",
             readings: [(0, "40"), (1000, "40"), (2000, "\"x\""), (3000, "40")],
