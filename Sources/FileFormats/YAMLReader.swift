@@ -222,6 +222,16 @@ public struct YAMLReader {
         }
     }
 
+    /// Whether `node` (a mapping) has an unknown key that was reported as a misspelling of `key`: a missing `key`
+    /// is then not a problem of its own.
+    public static func misspells(_ key: String, in node: Node, allowed: [String]) -> Bool {
+        guard case .mapping(let mapping) = node else { return false }
+        return mapping.keys.contains { candidate in
+            guard let name = candidate.string, !allowed.contains(name) else { return false }
+            return closest(to: name, in: allowed) == key
+        }
+    }
+
     /// The allowed name within edit distance 2, if any.
     public static func closest(to name: String, in candidates: [String]) -> String? {
         candidates

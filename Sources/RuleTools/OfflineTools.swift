@@ -174,9 +174,10 @@ public struct OfflineTools: Sendable {
                     for note in result.notes { standardOutput("      \(note)") }
                 }
             } catch {
+                // The reasons go with the verdict, where a reader of the results looks, as check prints them.
                 failed += 1
                 standardOutput("FAIL  \(file): could not run")
-                report(error)
+                for line in Self.problemLines(error) { standardOutput("      \(line)") }
             }
         }
         standardOutput("\(passed) passed, \(failed) failed")
@@ -201,9 +202,14 @@ public struct OfflineTools: Sendable {
     }
 
     private func report(_ error: any Error) {
+        for line in Self.problemLines(error) { standardError(line) }
+    }
+
+    /// One `FILE:LINE:COL: error: MESSAGE` line per problem, in file order.
+    private static func problemLines(_ error: any Error) -> [String] {
         switch error {
-        case let error as RuleLoadError: for diagnostic in error.diagnostics { standardError(diagnostic.description) }
-        default: standardError("\(error)")
+        case let error as RuleLoadError: error.diagnostics.sorted().map(\.description)
+        default: ["\(error)"]
         }
     }
 }

@@ -27,6 +27,9 @@ public struct RuleTestSuite: Sendable {
         public var until: Int64?
         public var expected: [Expectation]
         public var location: SourceLocation
+        /// `rules: [ids]`: only these rules' transitions are compared (nil: every rule of the files), each id
+        /// with where it is written.
+        public var rules: [(id: String, location: SourceLocation)]?
     }
 
     /// One expected transition.
@@ -46,6 +49,8 @@ public struct RuleTestSuite: Sendable {
         public var members: [String]?
         /// The value the condition compared at the transition: a window's aggregate (`avg: 5m` → the mean).
         public var value: JSONValue?
+        /// Where its `rule:` is written.
+        public var location: SourceLocation
 
         public var description: String {
             var text = "\(RuleDuration.format(at)) \(transition.rawValue) \(rule)"
@@ -78,12 +83,20 @@ public struct RuleTestSuite: Sendable {
     public var ruleFiles: [String]
     public var cases: [Case]
 
+    /// The keys of a test file, of a test, of a reading and of an expected transition (the schema's too).
+    static let fileKeys = ["rule_files", "tests"]
+    static let caseKeys = ["name", "rules", "readings", "until", "expect"]
+    static let readingKeys = ["at", "topic", "payload", "every", "values"]
+    static let expectationKeys = [
+        "at", "rule", "transition", "labels", "topic", "payload", "log", "webhook", "conditions", "members", "value",
+    ]
+
     /// Parses a test file; throws every problem with its position.
     public static func parse(_ source: RuleSource) throws(RuleLoadError) -> RuleTestSuite {
         var reader = YAMLReader(file: source.path)
         var suite = RuleTestSuite(ruleFiles: [], cases: [])
         guard let root = reader.compose(source.text),
-            let top = reader.mapping(root, what: "a rule test file", allowed: ["rule_files", "tests"])
+            let top = reader.mapping(root, what: "a rule test file", allowed: fileKeys)
         else { throw RuleLoadError(diagnostics: reader.diagnostics) }
         if let entry = top["rule_files"], let items = reader.sequence(entry.value, what: "'rule_files'") {
             suite.ruleFiles = items.compactMap { reader.string($0, what: "a rule file path") }
@@ -102,7 +115,8 @@ public struct RuleTestSuite: Sendable {
     }
 
     private static func parseCase(_ node: Node, reader: inout YAMLReader) -> Case? {
-        guard let entries = reader.mapping(node, what: "a test", allowed: ["name", "readings", "until", "expect"])
+        guard
+            let entries = reader.mapping(node, what: "a test", allowed: caseKeys)
         else {
             return nil
         }
@@ -123,7 +137,20 @@ public struct RuleTestSuite: Sendable {
             }
         }
         let until = entries["until"].flatMap { reader.duration($0.value, what: "'until'") }
-        return Case(name: name, readings: readings, until: until, expected: expected, location: reader.location(node))
+        var rules: [(id: String, location: SourceLocation)]?
+        if let entry = entries["rules"], let items = reader.sequence(entry.value, what: "'rules'") {
+            rules = items.compactMap { item in
+                reader.string(item, what: "a rule id").map { ($0, reader.location(item)) }
+            }
+        }
+        return Case(
+            name: name,
+            readings: readings,
+            until: until,
+            expected: expected,
+            location: reader.location(node),
+            rules: rules
+        )
     }
 
     private static func parseReadings(_ node: Node, reader: inout YAMLReader) -> [Reading] {
@@ -131,15 +158,19 @@ public struct RuleTestSuite: Sendable {
             let entries = reader.mapping(
                 node,
                 what: "a reading",
-                allowed: ["at", "topic", "payload", "every", "values"]
+                allowed: readingKeys
             )
         else { return [] }
         guard let atEntry = entries["at"], let at = reader.duration(atEntry.value, what: "'at'") else {
-            if entries["at"] == nil { reader.error(node, "a reading needs 'at:' (an offset such as 10s)") }
+            if entries["at"] == nil, !YAMLReader.misspells("at", in: node, allowed: readingKeys) {
+                reader.error(node, "a reading needs 'at:' (an offset such as 10s)")
+            }
             return []
         }
         guard let topicEntry = entries["topic"], let topic = reader.string(topicEntry.value, what: "'topic'") else {
-            if entries["topic"] == nil { reader.error(node, "a reading needs 'topic:'") }
+            if entries["topic"] == nil, !YAMLReader.misspells("topic", in: node, allowed: readingKeys) {
+                reader.error(node, "a reading needs 'topic:'")
+            }
             return []
         }
         if let valuesEntry = entries["values"] {
@@ -168,7 +199,8 @@ public struct RuleTestSuite: Sendable {
         }
         guard let payloadEntry = entries["payload"], let payload = reader.json(payloadEntry.value, what: "'payload'")
         else {
-            if entries["payload"] == nil { reader.error(node, "a reading needs 'payload:' or 'values:'") }
+            let misspelled = ["payload", "values"].contains { YAMLReader.misspells($0, in: node, allowed: readingKeys) }
+            if entries["payload"] == nil, !misspelled { reader.error(node, "a reading needs 'payload:' or 'values:'") }
             return []
         }
         return [Reading(topic: topic, payload: RenderedAction.payloadBytes(payload), timestamp: at)]
@@ -179,10 +211,7 @@ public struct RuleTestSuite: Sendable {
             let entries = reader.mapping(
                 node,
                 what: "an expected transition",
-                allowed: [
-                    "at", "rule", "transition", "labels", "topic", "payload", "log", "webhook", "conditions", "members",
-                    "value",
-                ]
+                allowed: expectationKeys
             )
         else { return nil }
         guard let atEntry = entries["at"], let at = reader.duration(atEntry.value, what: "'at'"),
@@ -190,7 +219,10 @@ public struct RuleTestSuite: Sendable {
             let transitionEntry = entries["transition"],
             let transitionText = reader.string(transitionEntry.value, what: "'transition'")
         else {
-            reader.error(node, "an expected transition needs 'at', 'rule' and 'transition'")
+            let misspelled = ["at", "rule", "transition"].contains {
+                entries[$0] == nil && YAMLReader.misspells($0, in: node, allowed: expectationKeys)
+            }
+            if !misspelled { reader.error(node, "an expected transition needs 'at', 'rule' and 'transition'") }
             return nil
         }
         guard let transition = TransitionKind(rawValue: transitionText) else {
@@ -224,7 +256,8 @@ public struct RuleTestSuite: Sendable {
             webhook: entries["webhook"].flatMap { reader.string($0.value, what: "'webhook'") },
             conditions: conditions,
             members: members,
-            value: entries["value"].flatMap { reader.json($0.value, what: "'value'") }
+            value: entries["value"].flatMap { reader.json($0.value, what: "'value'") },
+            location: reader.location(ruleEntry.value)
         )
     }
 
@@ -237,7 +270,14 @@ public struct RuleTestSuite: Sendable {
                 testCase.expected.map(\.at).max() ?? 0
             )
             let outcome = Replay.run(ruleSet, readings: testCase.readings, end: end)
-            let actual = outcome.transitions
+            var actual = outcome.transitions
+            if let scope = testCase.rules {
+                let problems = RuleTestSuite.scopeProblems(testCase, scope: scope, ruleSet: ruleSet)
+                guard problems.isEmpty else {
+                    return Result(name: testCase.name, passed: false, report: problems.joined(separator: "\n"))
+                }
+                actual.removeAll { record in !scope.contains { $0.id == record.ruleID } }
+            }
             var passed = actual.count == testCase.expected.count
             if passed {
                 for (expectation, record) in zip(testCase.expected, actual)
@@ -259,6 +299,26 @@ public struct RuleTestSuite: Sendable {
                 report: passed ? "" : RuleTestSuite.sideBySide(testCase.expected, actual),
                 notes: notes
             )
+        }
+    }
+
+    /// What is wrong with a test's `rules:`: ids the rule files do not define, and expectations of rules outside it.
+    static func scopeProblems(
+        _ testCase: Case,
+        scope: [(id: String, location: SourceLocation)],
+        ruleSet: RuleSet
+    ) -> [String] {
+        let known = ruleSet.rules.map(\.id)
+        let unknown = scope.filter { !known.contains($0.id) }.map { id, location in
+            let hint = YAMLReader.closest(to: id, in: known).map { " (did you mean '\($0)'?)" } ?? ""
+            return "\(location): error: rule '\(id)' is not in the rule files\(hint)"
+        }
+        // A misspelled id would make every expectation of the rule meant an error too: say only the first.
+        guard unknown.isEmpty else { return unknown }
+        let ids = scope.map(\.id)
+        return testCase.expected.filter { !ids.contains($0.rule) }.map { expectation in
+            "\(expectation.location): error: this test checks only rules [\(ids.joined(separator: ", "))], not "
+                + "'\(expectation.rule)': add it to 'rules:'"
         }
     }
 

@@ -80,18 +80,23 @@ struct Test: ParsableCommand {
 
 struct Schema: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Print the JSON Schema of rule files or device files (for editors' YAML support).",
+        abstract: "Print the JSON Schema of rule, rule test or device files (for editors' YAML support).",
         discussion: "docs/schema/ holds the same schemas; docs/rules.md shows how to point an editor at them."
     )
 
     enum Kind: String, ExpressibleByArgument, CaseIterable {
-        case rules, devices
+        case rules, tests, devices
     }
 
-    @Argument(help: "rules or devices.") var kind: Kind
+    @Argument(help: "rules, tests or devices.") var kind: Kind
 
     func run() {
-        let document = kind == .rules ? RuleFileSchema.document : DeviceFileSchema.document
+        let document =
+            switch kind {
+            case .rules: RuleFileSchema.document
+            case .tests: RuleTestFileSchema.document
+            case .devices: DeviceFileSchema.document
+            }
         print(document.prettyText, terminator: "")
     }
 }

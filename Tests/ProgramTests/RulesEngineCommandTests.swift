@@ -134,6 +134,37 @@ struct RulesEngineCommandTests {
         #expect(again.standardOutput == run.standardOutput)
     }
 
+    /// A test file with a misspelled key: every problem, with "did you mean", under its FAIL line on stdout (it
+    /// used to say only "could not run" there, the reason on stderr).
+    @Test func aBrokenTestFileSaysWhyWithItsVerdict() throws {
+        let directory = try temporaryDirectory([
+            "t.test.yaml": """
+            rule_files: [\(Self.packageRoot)/rules/cold-chain.yaml]
+            tests:
+              - name: x
+                readings:
+                  - {at: 0s, topik: sensors/freezer-1/door, payload: {value: open}}
+                expectt:
+            """
+        ])
+        let run = try rulesEngine(["test", directory + "/t.test.yaml"])
+        #expect(run.status == 1)
+        #expect(
+            run.standardOutput.contains(
+                """
+                FAIL  \(directory)/t.test.yaml: could not run
+                      \(directory)/t.test.yaml:5:18: error: unknown key 'topik' in a reading (did you mean 'topic'?)
+                """
+            ),
+            "\(run.standardOutput)"
+        )
+        #expect(
+            run.standardOutput.contains(
+                "\(directory)/t.test.yaml:6:5: error: unknown key 'expectt' in a test (did you mean 'expect'?)"
+            )
+        )
+    }
+
     /// Times as `mosquitto_sub -F %J` writes them (six fraction digits) and with an offset: `replay` used to
     /// die with SIGILL on them.
     @Test func replayTakesMicrosecondAndOffsetTimes() throws {

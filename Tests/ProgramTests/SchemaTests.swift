@@ -81,7 +81,7 @@ struct SchemaTests {
         "devices:\n  - {id: d, sensors: [{name: t, signal: {model: constant, value: 1}, spikes: {often: 1}}]}\n",
     ]
 
-    @Test(arguments: ["rules", "devices"])
+    @Test(arguments: ["rules", "tests", "devices"])
     func theCommittedSchemaIsWhatTheCommandPrints(kind: String) async throws {
         let run = try ChildProcess(builtProductPath("rules-engine"), ["schema", kind])
         #expect(await run.waitForExitAndOutput() == 0)
@@ -122,12 +122,32 @@ struct SchemaTests {
         }
     }
 
+    /// Rule test files: the shipped ones validate, and a misspelled key at each level fails, as `test` says.
+    @Test func everyShippedTestFileValidatesAndEveryUnknownKeyFails() async throws {
+        let shipped = try Self.files(in: "rules").filter { $0.hasSuffix(".test.yaml") }
+            .map { try String(contentsOfFile: $0, encoding: .utf8) }
+        let unknown = [
+            "rule_files: [r.yaml]\ntests: []\nrule_file: x\n",
+            "rule_files: [r.yaml]\ntests:\n  - {name: t, readings: [], expectt: []}\n",
+            "rule_files: [r.yaml]\ntests:\n  - {name: t, readings: [{at: 0s, topik: a, payload: 1}]}\n",
+            "rule_files: [r.yaml]\ntests:\n  - {name: t, readings: [], expect: [{at: 0s, rule: r, transition: fire, lable: {}}]}\n",
+        ]
+        let complaints = try await Self.validate(shipped + unknown, against: "tests")
+        for (index, text) in shipped.enumerated() {
+            #expect(complaints[index].isEmpty, "\(text)\n\(complaints[index])")
+        }
+        for (index, text) in unknown.enumerated() {
+            #expect(!complaints[shipped.count + index].isEmpty, "the schema accepts an unknown key:\n\(text)")
+        }
+    }
+
     /// The shipped files point editors at the committed schemas.
     @Test func shippedFilesNameTheirSchema() throws {
         for (folder, kind) in [("rules", "rules"), ("Devices", "devices")] {
-            for file in try Self.files(in: folder) where !file.hasSuffix(".test.yaml") {
+            for file in try Self.files(in: folder) {
                 let first = try String(contentsOfFile: file, encoding: .utf8).prefix { $0 != "\n" }
-                #expect(first == "# yaml-language-server: $schema=../docs/schema/\(kind).schema.json", "\(file)")
+                let schema = file.hasSuffix(".test.yaml") ? "tests" : kind
+                #expect(first == "# yaml-language-server: $schema=../docs/schema/\(schema).schema.json", "\(file)")
             }
         }
     }

@@ -84,3 +84,63 @@ struct ChainReplayTests {
         #expect(outcome.transitions.count == Replay.chainStepLimit + 1)
     }
 }
+
+/// `rules: [ids]` on a rule test: only those rules' transitions are compared, so a test need not list what
+/// every other rule of its files does; an id the files do not define is an error with "did you mean".
+@Suite("Rule tests scoped to some rules")
+struct ScopedRuleTestTests {
+    static func suite(_ test: String) throws -> RuleTestSuite {
+        try RuleTestSuite.parse(RuleSource(path: "t.test.yaml", text: "rule_files: [r.yaml]\ntests:\n" + test))
+    }
+
+    static let test = """
+          - name: only hot
+            rules: [RULES]
+            readings:
+              - {at: 0s, every: 10s, topic: sensors/a/temperature, values: [31, 20, 31, 20]}
+            expect:
+              - {at: 1s, rule: hot, transition: fire}
+              - {at: 10s, rule: hot, transition: clear}
+              - {at: 21s, rule: hot, transition: fire}
+              - {at: 30s, rule: hot, transition: clear}
+        """
+
+    @Test func onlyTheNamedRulesAreCompared() throws {
+        let results = try Self.suite(Self.test.replacing("RULES", with: "hot")).run(
+            with: try loadRules(ChainReplayTests.rules)
+        )
+        #expect(results.first?.passed == true, "\(results.first?.report ?? "")")
+        // Without `rules:`, the chained rule's fire at 21 s must be listed too.
+        let unscoped = try Self.suite(Self.test.replacing("    rules: [RULES]\n", with: "")).run(
+            with: try loadRules(ChainReplayTests.rules)
+        )
+        #expect(unscoped.first?.passed == false)
+    }
+
+    @Test func anUnknownRuleIsAnErrorThatNamesWhere() throws {
+        let results = try Self.suite(Self.test.replacing("RULES", with: "hott")).run(
+            with: try loadRules(ChainReplayTests.rules)
+        )
+        #expect(results.first?.passed == false)
+        #expect(
+            results.first?.report
+                == "t.test.yaml:4:13: error: rule 'hott' is not in the rule files (did you mean 'hot'?)",
+            "\(results.first?.report ?? "")"
+        )
+    }
+
+    @Test func anExpectationOfARuleOutsideTheScopeIsAnError() throws {
+        let text = Self.test.replacing("RULES", with: "often-hot").replacing(
+            "      - {at: 1s, rule: hot",
+            with: "      - {at: 1s, rule: hot"
+        )
+        let results = try Self.suite(text).run(with: try loadRules(ChainReplayTests.rules))
+        #expect(results.first?.passed == false)
+        #expect(
+            results.first?.report.hasPrefix(
+                "t.test.yaml:8:24: error: this test checks only rules [often-hot], not 'hot': add it to 'rules:'"
+            ) == true,
+            "\(results.first?.report ?? "")"
+        )
+    }
+}
