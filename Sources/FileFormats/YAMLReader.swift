@@ -222,6 +222,51 @@ public struct YAMLReader {
         }
     }
 
+    /// `node` with YAML merge keys expanded (`<<: *anchor` or `<<: [*a, *b]`: explicit keys win, then the first
+    /// mapping listed) and, with `droppingExtensionKeys`, every key that starts with `x-` removed (docker-compose's
+    /// extension keys, where shared definitions are anchored). Merged keys keep their positions, so a problem in
+    /// one is reported where it is written.
+    public static func expandingMergeKeys(_ node: Node, droppingExtensionKeys: Bool) -> Node {
+        switch node {
+        case .mapping(let mapping):
+            var explicit: [(Node, Node)] = []
+            var merged: [(Node, Node)] = []
+            for (key, value) in mapping {
+                let name = key.scalar?.string
+                if droppingExtensionKeys, let name, name.hasPrefix("x-") { continue }
+                guard name == "<<" else {
+                    explicit.append((key, expandingMergeKeys(value, droppingExtensionKeys: droppingExtensionKeys)))
+                    continue
+                }
+                let sources: [Node] = if case .sequence(let list) = value { Array(list) } else { [value] }
+                guard sources.allSatisfy({ if case .mapping = $0 { true } else { false } }) else {
+                    explicit.append((key, value))  // reported as an unknown key '<<' by the reader
+                    continue
+                }
+                for source in sources {
+                    guard
+                        case .mapping(let expanded) = expandingMergeKeys(
+                            source,
+                            droppingExtensionKeys: droppingExtensionKeys
+                        )
+                    else { continue }
+                    for (mergedKey, mergedValue) in expanded
+                    where !merged.contains(where: { $0.0.scalar?.string == mergedKey.scalar?.string }) {
+                        merged.append((mergedKey, mergedValue))
+                    }
+                }
+            }
+            let written = Set(explicit.compactMap { $0.0.scalar?.string })
+            let pairs = explicit + merged.filter { !written.contains($0.0.scalar?.string ?? "") }
+            return .mapping(Node.Mapping(pairs, mapping.tag, mapping.style, mapping.mark))
+        case .sequence(let sequence):
+            let nodes = sequence.map { expandingMergeKeys($0, droppingExtensionKeys: droppingExtensionKeys) }
+            return .sequence(Node.Sequence(nodes, sequence.tag, sequence.style, sequence.mark))
+        default:
+            return node
+        }
+    }
+
     /// Whether `node` (a mapping) has an unknown key that was reported as a misspelling of `key`: a missing `key`
     /// is then not a problem of its own.
     public static func misspells(_ key: String, in node: Node, allowed: [String]) -> Bool {

@@ -7,23 +7,41 @@ public enum DeviceFileSchema {
     public static let identifier = "urn:sensor-pipeline:schema:devices"
 
     public static var document: JSONValue {
-        JSONSchema.document(
-            id: identifier,
-            title: "sensor-pipeline device file",
-            root: JSONSchema.object(
-                "A device file: simulated devices with sensors and actuators (docs/devices.md).",
-                [("devices", JSONSchema.array("The devices of this file.", of: JSONSchema.reference("device")))],
-                required: ["devices"]
-            ),
-            definitions: [
-                ("device", device),
-                ("sensor", sensor),
-                ("signal", signal),
-                ("actuator", actuator),
-                ("effect", effect),
-                ("duration", JSONSchema.durationDefinition),
-            ]
+        allowingSharedDefinitions(
+            JSONSchema.document(
+                id: identifier,
+                title: "sensor-pipeline device file",
+                root: JSONSchema.object(
+                    "A device file: simulated devices with sensors and actuators (docs/devices.md).",
+                    [("devices", JSONSchema.array("The devices of this file.", of: JSONSchema.reference("device")))],
+                    required: ["devices"]
+                ),
+                definitions: [
+                    ("device", device),
+                    ("sensor", sensor),
+                    ("signal", signal),
+                    ("actuator", actuator),
+                    ("effect", effect),
+                    ("duration", JSONSchema.durationDefinition),
+                ]
+            )
         )
+    }
+
+    /// Every mapping also takes `x-` keys and the merge key `<<` (shared definitions, as the loader reads them).
+    static func allowingSharedDefinitions(_ schema: JSONValue) -> JSONValue {
+        switch schema {
+        case .object(let pairs):
+            var result = pairs.map { ($0.key, allowingSharedDefinitions($0.value)) }
+            if pairs.contains(where: { $0.key == "additionalProperties" && $0.value == .bool(false) }) {
+                result.insert(("patternProperties", .object([("^(x-.*|<<)$", .object([]))])), at: result.count - 1)
+            }
+            return .object(result.map { (key: $0.0, value: $0.1) })
+        case .array(let items):
+            return .array(items.map(allowingSharedDefinitions))
+        default:
+            return schema
+        }
     }
 
     static func properties(_ keys: [String], _ schemas: [String: JSONValue]) -> [(String, JSONValue)] {

@@ -38,7 +38,8 @@ public enum DeviceLoader {
             }
             seen[device.id] = device.location
         }
-        guard diagnostics.isEmpty else { throw DeviceLoadError(diagnostics: diagnostics.sorted()) }
+        // A problem in a merged definition is found once per use: say it once.
+        guard diagnostics.isEmpty else { throw DeviceLoadError(diagnostics: Array(Set(diagnostics)).sorted()) }
         guard replicas > 1 else { return devices }
         return devices.flatMap { device in
             (1...replicas).map { index in
@@ -58,8 +59,10 @@ public enum DeviceLoader {
     }
 
     static func parse(_ text: String, reader: inout YAMLReader) -> [Device] {
-        guard let root = reader.compose(text),
-            let top = reader.mapping(root, what: "a device file", allowed: ["devices"])
+        guard let composed = reader.compose(text) else { return [] }
+        // Shared sensor and actuator definitions: `<<: *anchor` merge keys and `x-` keys to anchor them in.
+        let root = YAMLReader.expandingMergeKeys(composed, droppingExtensionKeys: true)
+        guard let top = reader.mapping(root, what: "a device file", allowed: ["devices"])
         else { return [] }
         guard let list = top["devices"], let items = reader.sequence(list.value, what: "'devices'") else {
             if top["devices"] == nil { reader.error(root, "a device file needs a top-level 'devices:' list") }

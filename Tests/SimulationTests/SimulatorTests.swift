@@ -309,6 +309,59 @@ struct DeviceLoaderAllProblemsTests {
     }
 }
 
+/// Shared sensor definitions: YAML merge keys (`<<: *anchor`, or a list of anchors) and `x-` extension keys,
+/// as docker-compose files use them. Explicit keys win over merged ones; an error in a merged key points at
+/// the anchor's text.
+@Suite("Device files: merge keys and x- keys")
+struct DeviceMergeKeyTests {
+    static let text = """
+        x-chilled-temperature: &chilled
+          name: temperature
+          unit: °C
+          interval: 10s
+          signal: {model: random_walk, start: 3, step: 0.05}
+        x-door: &door {name: door, interval: 10s, payload: {states: [closed, open]}, signal: {model: constant, value: 0}}
+        devices:
+          - id: room-1
+            x-note: the north side
+            sensors:
+              - <<: *chilled
+              - <<: [*door]
+                interval: 5s
+          - id: room-2
+            sensors:
+              - {<<: *chilled, signal: {model: constant, value: -18}}
+        """
+
+    @Test func mergedDefinitionsAreSharedAndExplicitKeysWin() throws {
+        let devices = try DeviceLoader.load([(path: "d.yaml", text: Self.text)])
+        #expect(devices.map(\.id) == ["room-1", "room-2"])
+        #expect(devices[0].sensors.map(\.name) == ["temperature", "door"])
+        #expect(devices[0].sensors[0].intervalMilliseconds == 10_000)
+        #expect(devices[0].sensors[1].intervalMilliseconds == 5000)
+        #expect(devices[1].sensors[0].signal.model == .constant(-18))
+    }
+
+    @Test func anErrorInAMergedKeyPointsAtTheAnchor() {
+        let broken = Self.text.replacing("interval: 10s\n  signal", with: "interval: soon\n  signal")
+        #expect {
+            try DeviceLoader.load([(path: "d.yaml", text: broken)])
+        } throws: { error in
+            let lines = (error as? DeviceLoadError)?.diagnostics.map(\.description) ?? []
+            // Two devices merge it: one message, at the anchor's line.
+            return lines == [
+                "d.yaml:4:13: error: 'interval' 'soon' is not a duration (use e.g. 500ms, 10s, 5m, 1h, 1h30m)"
+            ]
+        }
+    }
+
+    @Test func anUnknownKeyIsStillAnError() {
+        #expect(throws: DeviceLoadError.self) {
+            try DeviceLoader.load([(path: "d.yaml", text: Self.text.replacing("x-note:", with: "note:"))])
+        }
+    }
+}
+
 /// State names compare without case in device files too (one rule everywhere): `initial: ON` and
 /// `when: OPEN` name the declared states, in their declared spelling.
 @Suite("Device files: state names")
