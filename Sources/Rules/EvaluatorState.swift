@@ -42,12 +42,15 @@ public struct WindowSnapshot: Sendable, Hashable, Codable {
     public var droppedSamples: Int
     /// `times`: whether the last usable reading passed the threshold (absent for other windows and before it).
     public var lastPassed: Bool?
+    /// The newest reading dropped for `max_samples` that may still be inside the window (absent when none).
+    public var lastDroppedAt: Int64?
 
     init(_ state: WindowState) {
         times = state.samples.map(\.time)
         values = state.samples.map(\.value)
         droppedSamples = state.droppedSamples
         lastPassed = state.lastPassed
+        lastDroppedAt = state.lastDroppedAt
     }
 
     func state(for window: Rule.Window) -> WindowState {
@@ -55,6 +58,7 @@ public struct WindowSnapshot: Sendable, Hashable, Codable {
             samples: zip(times, values).map { WindowState.Sample(time: $0, value: $1) },
             droppedSamples: droppedSamples,
             lastPassed: lastPassed,
+            lastDroppedAt: lastDroppedAt,
             window: window
         )
     }

@@ -359,7 +359,8 @@ public enum RuleLoader {
                 "\(owner): the window '\(window)' keeps every reading within it, up to the default "
                     + "max_samples=\(maxSamples) per instance (\(RuleSet.byteText(bytes))): 1,000 instances × "
                     + "\(maxSamples) samples = up to \(RuleSet.byteText(bytes * 1000)); past it the oldest reading "
-                    + "is dropped and counted. State 'max_samples' (the most readings its span can hold) to bound it"
+                    + "is dropped and counted, and the window's value is unknown while a dropped reading would still be "
+                    + "inside it. State 'max_samples' (the most readings its span can hold) to bound it"
             )
         }
         if let window, case .readings(let count) = window.span, count > maxSamples {

@@ -33,6 +33,9 @@ public struct WindowState: Sendable, Hashable {
     private var entered: Int64 = 0
     /// Readings dropped because the window reached `max_samples`.
     public private(set) var droppedSamples = 0
+    /// The time of the newest reading dropped for `max_samples` while it may still be inside the window: until
+    /// it leaves, the window's value would leave it out, so it is unknown.
+    public private(set) var lastDroppedAt: Int64?
     /// For `times`: whether the last usable reading passed the threshold (nil before the first), so that only a
     /// reading that turns it true enters the window.
     public private(set) var lastPassed: Bool?
@@ -40,10 +43,17 @@ public struct WindowState: Sendable, Hashable {
     public init() {}
 
     /// A window that holds `samples` (restored from a snapshot), in order.
-    public init(samples: [Sample], droppedSamples: Int, lastPassed: Bool? = nil, window: Rule.Window) {
+    public init(
+        samples: [Sample],
+        droppedSamples: Int,
+        lastPassed: Bool? = nil,
+        lastDroppedAt: Int64? = nil,
+        window: Rule.Window
+    ) {
         for sample in samples { append(sample, window: window, maxSamples: .max) }
         self.droppedSamples = droppedSamples
         self.lastPassed = lastPassed
+        self.lastDroppedAt = lastDroppedAt
     }
 
     /// Takes in one usable reading at `time` (not before the previous one's). For `times`, `sample.value` is 1
@@ -74,8 +84,12 @@ public struct WindowState: Sendable, Hashable {
         let limit: Int
         if case .readings(let count) = window.span { limit = min(count, maxSamples) } else { limit = maxSamples }
         while samples.count > limit {
+            let dropped = samples.first?.time
             removeOldest()
-            if case .duration = window.span { droppedSamples += 1 }
+            if case .duration = window.span {
+                droppedSamples += 1
+                lastDroppedAt = dropped
+            }
         }
     }
 
@@ -83,6 +97,7 @@ public struct WindowState: Sendable, Hashable {
     public mutating func expire(at time: Int64, window: Rule.Window) {
         guard let duration = window.durationMilliseconds else { return }
         while let first = samples.first, first.time + duration < time { removeOldest() }
+        if let dropped = lastDroppedAt, dropped + duration < time { lastDroppedAt = nil }
     }
 
     private mutating func removeOldest() {
@@ -109,6 +124,8 @@ public struct WindowState: Sendable, Hashable {
 
     /// The window's value (after `expire`): nil while it is unknown.
     public func value(of window: Rule.Window) -> Double? {
+        // A reading dropped for `max_samples` is still inside the window: any value would be wrong.
+        guard lastDroppedAt == nil else { return nil }
         let count = samples.count
         switch window {
         case .statistic(.count, _):
@@ -141,7 +158,10 @@ public struct WindowState: Sendable, Hashable {
 
     /// Why the value is unknown (after `expire`), for people.
     public func unknownReason(of window: Rule.Window) -> String {
-        switch window {
+        if lastDroppedAt != nil {
+            return "max_samples was reached: readings inside the window were dropped (raise max_samples)"
+        }
+        return switch window {
         case .statistic(_, .readings(let needed)), .atLeast(_, .readings(let needed)):
             "\(samples.count) of the \(needed) readings it needs"
         case .rate(_, let over) where samples.count >= 2:
@@ -151,9 +171,11 @@ public struct WindowState: Sendable, Hashable {
         }
     }
 
-    /// When the next reading leaves a duration window (nil when none will).
+    /// When the next reading leaves a duration window, or a reading dropped for `max_samples` would (the value is
+    /// known again then); nil when none will.
     public func nextExpiry(of window: Rule.Window) -> Int64? {
-        guard let duration = window.durationMilliseconds, let first = samples.first else { return nil }
-        return first.time + duration + 1
+        guard let duration = window.durationMilliseconds else { return nil }
+        let next = [samples.first?.time, lastDroppedAt].compactMap { $0 }.min()
+        return next.map { $0 + duration + 1 }
     }
 }

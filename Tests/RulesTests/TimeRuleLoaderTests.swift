@@ -233,7 +233,8 @@ struct TimeRuleLoaderTests {
             rules.warnings.first?.message
                 == "a condition of rule 'full': the window 'rate per 1m over 5m' keeps every reading within it, up "
                 + "to the default max_samples=10000 per instance (160 kB): 1,000 instances × 10000 samples = up to "
-                + "160 MB; past it the oldest reading is dropped and counted. State 'max_samples' (the most "
+                + "160 MB; past it the oldest reading is dropped and counted, and the window's value is unknown while "
+                + "a dropped reading would still be inside it. State 'max_samples' (the most "
                 + "readings its span can hold) to bound it"
         )
     }

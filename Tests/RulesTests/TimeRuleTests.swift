@@ -342,6 +342,28 @@ import Testing
         #expect(report?.value == 32.5)
     }
 
+    /// `count: 1m` with `max_samples: 12` and 14 readings within the minute used to say 12, silently; the value is
+    /// unknown, with the reason, until the dropped readings would have left the window.
+    @Test func aWindowPastMaxSamplesIsUnknownWithTheReasonNotWrong() throws {
+        let rules = try loadRules(ruleFile("count: 1m\nmax_samples: 12\nabove: 100"))
+        var evaluator = Evaluator(ruleSet: rules)
+        var events: [EvaluationEvent] = []
+        for index in 0..<14 {
+            let reading = Reading(topic: "sensors/d1/temperature", payload: "20", timestamp: Int64(index) * 1000)
+            evaluator.process(reading, into: &events)
+        }
+        let report = try #require(evaluator.instanceReports().first?.window)
+        #expect(report.value == nil)
+        #expect(
+            report.unknownBecause
+                == "max_samples was reached: readings inside the window were dropped (raise max_samples)"
+        )
+        #expect(report.droppedSamples == 2)
+        // The second dropped reading (at 1 s) leaves the window at 61.001 s: 12 readings then, all kept.
+        evaluator.advance(to: 61_001, into: &events)
+        #expect(evaluator.instanceReports().first?.window?.value == 12)
+    }
+
     /// `times` keeps its openings and whether the last reading was open across a restart: a door still open
     /// after the restart is not opened again.
     @Test func timesSurvivesARestart() throws {

@@ -22,7 +22,9 @@ struct WindowPropertyTests {
         case .duration(let duration): inside = readings.filter { $0.0 + duration >= time }
         case .readings(let count): inside = Array(readings.suffix(count))
         }
-        // `max_samples` keeps the newest readings.
+        // `max_samples` keeps the newest readings; while a dropped one would still be inside a duration window, its
+        // value is unknown (it would be wrong).
+        if case .duration = window.span, inside.count > cap, !isTimes(window) { return nil }
         inside = Array(inside.suffix(cap))
         let values = inside.map(\.1)
         switch window {
@@ -52,8 +54,13 @@ struct WindowPropertyTests {
         case .times(_, let duration):
             // The readings that turned it true (1 after anything else, or first), within the duration.
             let turns = readings.indices.filter { readings[$0].1 == 1 && ($0 == 0 || readings[$0 - 1].1 != 1) }
-            return Double(turns.map { readings[$0].0 }.suffix(cap).filter { $0 + duration >= time }.count)
+            let within = turns.map { readings[$0].0 }.filter { $0 + duration >= time }
+            return within.count > cap ? nil : Double(within.count)
         }
+    }
+
+    static func isTimes(_ window: Rule.Window) -> Bool {
+        if case .times = window { true } else { false }
     }
 
     @Test func everyWindowAgreesWithTheNaiveRecomputation() async {
