@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bash scripts/install-dependencies.sh
+bash scripts/install-dependencies.sh demo
 bin=$(swift build -c release --show-bin-path)
 products=(rules-engine sensor-sim pipeline-monitor)
 
@@ -80,7 +80,7 @@ http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0
 "$bin/rules-engine" run --rules rules --devices Devices --broker "$broker" --client-id demo-engine --http "127.0.0.1:$http_port" --announce-transitions \
     2>"$work/engine.log" >"$work/engine.out" &
 pids+=($!)
-note="live page: http://127.0.0.1:$http_port/ — metrics: /metrics — explain: rules-engine explain rack-cooling --engine 127.0.0.1:$http_port"
+note="live page: http://127.0.0.1:$http_port/ — metrics: /metrics — explain: rules-engine explain rack-cooling --engine 127.0.0.1:$http_port — Ctrl-C stops the demo (broker, simulator, engine)"
 "$bin/sensor-sim" run Devices --broker "$broker" --speed "$speed" --client-id demo-sim 2>"$work/sim.log" >"$work/sim.out" &
 pids+=($!)
 printf '\033[2J'

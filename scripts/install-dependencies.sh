@@ -8,10 +8,19 @@
 # prometheus-alertmanager: the --alertmanager test runs it on a loopback port (its packaged service is not used).
 # nats-server: an MQTT 3.1.1-only broker (its MQTT listener) the engine is tested against, and the JetStream
 # server the NATS client is tested against. libnats-dev: nats.c, the C library the NATS module wraps.
+#
+#   bash scripts/install-dependencies.sh         everything the tests need
+#   bash scripts/install-dependencies.sh demo    only what the build and the demo need (no browser, no
+#                                                Prometheus, Alertmanager or nats-server: minutes less)
 set -euo pipefail
 
+# The build needs libmosquitto-dev and libnats-dev (both C libraries are linked); the demo runs mosquitto.
+packages=(mosquitto mosquitto-clients libmosquitto-dev libnats-dev openssl pkg-config tzdata)
+if [ "${1:-tests}" != "demo" ]; then
+    packages+=(chromium curl prometheus prometheus-alertmanager python3-jsonschema nats-server)
+fi
 needed=()
-for package in mosquitto mosquitto-clients libmosquitto-dev openssl pkg-config chromium curl tzdata prometheus prometheus-alertmanager python3-jsonschema nats-server libnats-dev; do
+for package in "${packages[@]}"; do
     dpkg -s "$package" >/dev/null 2>&1 || needed+=("$package")
 done
 if [ "${#needed[@]}" -gt 0 ]; then

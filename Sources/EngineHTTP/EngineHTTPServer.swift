@@ -52,6 +52,10 @@ public enum EngineHTTPServer {
             let ruleID = request.uri.queryParameters.get("rule")
             return json(.array(engine.instanceReports(ruleID: ruleID).map(\.json)))
         }
+        router.get("/api/commands") { _, _ -> Response in
+            // The last commands the engine sent, newest first (what the live page and pipeline-monitor list).
+            json(engine.liveSnapshot()["commands"] ?? .array([]))
+        }
         router.get("/api/rules") { _, _ -> Response in
             json(.array(engine.ruleSet.rules.map(ruleJSON)))
         }

@@ -24,6 +24,9 @@ public struct PipelineMonitor: Sendable {
     private var engineInstances: [String]?
     private var actuators: [String: String] = [:]
     private var commands: [String] = []
+    /// The engine's last commands (`--engine`), newest first: they replace the ones seen on the broker, which
+    /// start empty when the monitor starts.
+    private var engineCommands: [String]?
     private var readings = 0
     /// Units by topic from device files (`--devices`), for payloads that name none.
     private let knownUnits: [String: String]
@@ -102,9 +105,21 @@ public struct PipelineMonitor: Sendable {
         }
     }
 
+    /// The engine's `/api/commands` answer (a JSON array, newest first).
+    public mutating func receiveCommands(_ list: JSONValue) {
+        guard case .array(let items) = list else { return }
+        engineCommands = items.map { item -> String in
+            var time: Int64 = 0
+            if case .number(let milliseconds)? = item["ts"] { time = Int64(milliseconds) }
+            let reason = item["reason"].map { Self.tidy(Self.text($0)) } ?? ""
+            let command = "\(Self.text(item["topic"] ?? .null)) \(Self.text(item["state"] ?? .null))"
+            return "\(Self.clock(time))  \(command)  \(reason)"
+        }
+    }
+
     /// The screen, as lines.
     public func render(broker: String, note: String? = nil) -> [String] {
-        var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C stops everything"]
+        var lines = ["sensor-pipeline — \(broker) — \(readings) readings seen — Ctrl-C quits the monitor"]
         if let note { lines.append(note) }
         lines.append("")
         lines.append("SENSORS")
@@ -125,7 +140,7 @@ public struct PipelineMonitor: Sendable {
             lines.append("  " + key.padded(36) + state)
         }
         lines += ["", "LAST COMMANDS"]
-        lines += commands.reversed().map { "  " + $0 }
+        lines += (engineCommands.map { Array($0.prefix(8)) } ?? commands.reversed()).map { "  " + $0 }
         return lines
     }
 

@@ -11,7 +11,7 @@ import Simulation
 import Synchronization
 
 /// A live terminal view of a pipeline: sensors, rule instances, actuators and the last commands,
-/// refreshed in place until Ctrl-C.
+/// refreshed in place until Ctrl-C (which quits the monitor only).
 @main
 struct PipelineMonitorCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -51,6 +51,9 @@ struct PipelineMonitorCommand: AsyncParsableCommand {
                         // An engine that does not answer leaves the last list on screen; the next poll tries again.
                         if let reports = try? await EngineAPIClient.json(at: base + "/api/instances") {
                             monitor.state.withLock { $0.receiveInstances(reports, at: WallClock.nowMilliseconds()) }
+                        }
+                        if let commands = try? await EngineAPIClient.json(at: base + "/api/commands") {
+                            monitor.state.withLock { $0.receiveCommands(commands) }
                         }
                         try await Task.sleep(for: .seconds(1))
                     }

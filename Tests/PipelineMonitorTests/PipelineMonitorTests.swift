@@ -67,3 +67,37 @@ extension PipelineMonitorTests {
         #expect(monitor.render(broker: "mqtt://b").contains { $0.contains("tank-1/level") && $0.hasSuffix("42.5 cm") })
     }
 }
+
+extension PipelineMonitorTests {
+    /// The title says what Ctrl-C does to the monitor itself (the demo's own line says it stops the demo).
+    @Test func theTitleSaysCtrlCQuitsTheMonitor() {
+        let title = PipelineMonitor().render(broker: "mqtt://b").first ?? ""
+        #expect(title == "sensor-pipeline — mqtt://b — 0 readings seen — Ctrl-C quits the monitor")
+    }
+
+    /// With `--engine`, LAST COMMANDS come from the engine's `/api/commands` at once, not only those sent after
+    /// the monitor started, newest first, with their reason tidied.
+    @Test func lastCommandsComeFromTheEngine() throws {
+        var monitor = PipelineMonitor()
+        let commands = try #require(
+            JSONValue(
+                parsing: Array(
+                    #"""
+                    [{"ts":3605000,"topic":"actuators/r1/cooling/set","state":"on","rule":"cooling","reason":"avg 1m = 30.7118181818182 above 30"},
+                     {"ts":3600000,"topic":"actuators/r2/cooling/set","state":"off","rule":"cooling","reason":"value 27 at or below 28"}]
+                    """#.utf8
+                )
+            )
+        )
+        monitor.receiveCommands(commands)
+        let screen = monitor.render(broker: "mqtt://b")
+        let last = Array(screen.drop { $0 != "LAST COMMANDS" }.dropFirst())
+        #expect(
+            last == [
+                "  01:00:05  actuators/r1/cooling/set on  avg 1m = 30.71 above 30",
+                "  01:00:00  actuators/r2/cooling/set off  value 27 at or below 28",
+            ],
+            "\(last)"
+        )
+    }
+}

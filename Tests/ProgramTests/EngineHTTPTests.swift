@@ -105,6 +105,10 @@ struct EngineHTTPTests {
         #expect(instances.body.contains("\"last_value\":29"))
         #expect(instances.body.contains("\"last_reason\":\"value 31 above 30\""))
         #expect(try await Self.get(port, "/api/instances?rule=other").body == "[]")
+        // The last commands, newest first (pipeline-monitor --engine lists them).
+        let commands = try await Self.get(port, "/api/commands").body
+        #expect(commands.hasPrefix(#"[{"ts":"#), "\(commands)")
+        #expect(commands.contains(#""topic":"\#(harness.prefix)/actuators/lab/fan/set","state":"on","rule":"cooling""#))
         let rules = try await Self.get(port, "/api/rules").body
         #expect(rules.contains("\"id\":\"cooling\""))
         #expect(rules.contains("rules.yaml:2\""))
