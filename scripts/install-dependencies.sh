@@ -8,6 +8,8 @@
 # prometheus-alertmanager: the --alertmanager test runs it on a loopback port (its packaged service is not used).
 # nats-server: an MQTT 3.1.1-only broker (its MQTT listener) the engine is tested against, and the JetStream
 # server the NATS client is tested against. libnats-dev: nats.c, the C library the NATS module wraps.
+# rabbitmq-server and python3-pika: RabbitMQ with its MQTT plugin, and the AMQP client of the system this project
+# grew from; the RabbitMQ tests start their own node on loopback ports (the packaged service is not used).
 #
 #   bash scripts/install-dependencies.sh         everything the tests need
 #   bash scripts/install-dependencies.sh demo    only what the build and the demo need (no browser, no
@@ -17,7 +19,7 @@ set -euo pipefail
 # The build needs libmosquitto-dev and libnats-dev (both C libraries are linked); the demo runs mosquitto.
 packages=(mosquitto mosquitto-clients libmosquitto-dev libnats-dev openssl pkg-config tzdata)
 if [ "${1:-tests}" != "demo" ]; then
-    packages+=(chromium curl prometheus prometheus-alertmanager python3-jsonschema nats-server)
+    packages+=(chromium curl prometheus prometheus-alertmanager python3-jsonschema nats-server rabbitmq-server python3-pika)
 fi
 needed=()
 for package in "${packages[@]}"; do
@@ -31,4 +33,10 @@ if [ "${#needed[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${needed[@]}" >/dev/null
 fi
 # The packaged broker starts as a system service on port 1883; our tests and the demo never use it.
+# Installing rabbitmq-server tries to start its service and leaves an epmd on the default port: neither is
+# used (each test runs its own node and epmd), so they are stopped.
+if [[ " ${needed[*]:-} " == *" rabbitmq-server "* ]]; then
+    service rabbitmq-server stop >/dev/null 2>&1 || true
+    epmd -kill >/dev/null 2>&1 || true
+fi
 command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6.2 or newer is needed)" >&2; exit 1; }

@@ -591,6 +591,8 @@ extension MQTTClient: MosquittoEventReceiver {
         }
         let (connectionWaiters, events) = state.withLock { state in
             state.connected = true
+            state.everConnected = true
+            state.fallingBack = false
             state.sessionPresent = sessionPresent
             defer { state.connectionWaiters = [:] }
             return (Array(state.connectionWaiters.values), Array(state.eventContinuations.values))
@@ -604,6 +606,27 @@ extension MQTTClient: MosquittoEventReceiver {
     }
 
     func mosquittoDidDisconnect(code: Int32) {
+        // A broker that closes the connection after an MQTT 5 CONNECT without any CONNACK (RabbitMQ 3.10's MQTT
+        // plugin) does not speak MQTT 5 either: the same fallback as a refusal, once, kept for its reconnects.
+        if code != 0, !MosquittoHandle.isFatal(code), configuration.fallsBackToV311,
+            let waiter = state.withLock({ state -> CheckedContinuation<Void, any Error>?? in
+                guard state.protocolVersion == .v5, !state.everConnected, !state.connected, !state.fallingBack,
+                    !state.terminationRequested
+                else { return nil }
+                state.protocolVersion = .v311
+                state.fallingBack = true
+                state.restartRequested = true
+                defer { state.terminationWaiter = nil }
+                return .some(state.terminationWaiter)
+            })
+        {
+            waiter?.resume()
+            logger.notice(
+                "the broker closed the connection after an MQTT 5 CONNECT without answering: connecting again with MQTT 3.1.1",
+                metadata: ["mqtt.broker": "\(configuration.broker)"]
+            )
+            return
+        }
         handle.setLibraryLog(enabled: true)
         let reason = code == 0 ? "disconnected" : MosquittoHandle.describe(code)
         let (lost, events, lastLog, fellBack) = state.withLock { state in
@@ -738,6 +761,9 @@ extension MQTTClient {
         var protocolVersion = MQTTConfiguration.ProtocolVersion.v5
         /// The broker refused MQTT 5 and the connection it closes next is expected (not a failure).
         var fallingBack = false
+        /// A CONNACK accepted the connection at least once: a later close is a lost connection, never a sign that
+        /// the broker does not speak the version.
+        var everConnected = false
         /// `run()` is to start the network thread again (after a fallback to 3.1.1).
         var restartRequested = false
         private var nextToken = 0

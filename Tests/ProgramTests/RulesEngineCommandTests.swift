@@ -134,6 +134,38 @@ struct RulesEngineCommandTests {
         #expect(again.standardOutput == run.standardOutput)
     }
 
+    /// A chain: rule A publishes an event, rule B counts the events. `replay` feeds A's publish to B at its own
+    /// time, as the broker does live (it used to print A's actions only).
+    @Test func replayFeedsAChainOfRules() throws {
+        let directory = try temporaryDirectory([
+            "rules/chain.yaml": """
+            rules:
+              - id: hot
+                topic: sensors/{room}/temperature
+                above: 30
+                on_fire:
+                  - publish: {topic: "events/{room}/hot", payload: {value: 1}}
+              - id: often-hot
+                topic: events/{room}/hot
+                count: 1h
+                above: 1
+                on_fire:
+                  - log: "{room} hot {value} times"
+            """,
+            "readings.jsonl": """
+            {"ts": 0, "topic": "sensors/a/temperature", "payload": 31}
+            {"ts": 1000, "topic": "sensors/a/temperature", "payload": 20}
+            {"ts": 2000, "topic": "sensors/a/temperature", "payload": 32}
+            """,
+        ])
+        let run = try rulesEngine(["replay", "--rules", directory + "/rules", directory + "/readings.jsonl"])
+        #expect(run.status == 0, "\(run.standardError)")
+        #expect(
+            run.standardOutput.contains(#"{"ts":2000,"rule":"often-hot","transition":"fire","log":"a hot 2 times"}"#),
+            "\(run.standardOutput)"
+        )
+    }
+
     /// A test file with a misspelled key: every problem, with "did you mean", under its FAIL line on stdout (it
     /// used to say only "could not run" there, the reason on stderr).
     @Test func aBrokenTestFileSaysWhyWithItsVerdict() throws {
