@@ -90,7 +90,9 @@ public struct PipelineMonitor: Sendable {
             let state = Self.text(item["state"] ?? .null)
             var value = item["last_value"].map(Self.text) ?? "–"
             if case .object? = item["window"], let windowValue = item["window"]?["value"] {
-                value = Self.text(item["window"]?["window"] ?? .null) + " = " + Self.text(windowValue)
+                // As the page says it: an unknown window value is `unknown`, not JSON's null.
+                let shown = windowValue == .null ? "unknown" : Self.text(windowValue)
+                value = Self.text(item["window"]?["window"] ?? .null) + " = " + shown
             }
             var why = item["last_reason"].flatMap { $0 == .null ? nil : Self.tidy(Self.text($0)) } ?? ""
             if case .string(let held)? = item["held_by"] {

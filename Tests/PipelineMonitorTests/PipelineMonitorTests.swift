@@ -41,7 +41,9 @@ extension PipelineMonitorTests {
                     [{"rule":"log-only","labels":{"room":"a"},"state":"inactive","last_value":20,"last_reason":null},
                      {"rule":"cooling","labels":{"rack":"r1"},"state":"firing","last_value":22,"last_reason":"value 31.004999 above 30",
                       "held_by":"min_on","held_until":3615000},
-                     {"rule":"door","labels":{"freezer":"f1"},"state":"pending","last_value":"open","last_reason":null}]
+                     {"rule":"door","labels":{"freezer":"f1"},"state":"pending","last_value":"open","last_reason":null},
+                     {"rule":"heating","labels":{"rack":"r1"},"state":"inactive","last_value":21,"last_reason":null,
+                      "window":{"window":"rate per 1m over 2m","value":null}}]
                     """#.utf8
                 )
             )
@@ -50,6 +52,7 @@ extension PipelineMonitorTests {
         let screen = monitor.render(broker: "mqtt://b")
         let rows = screen.filter { $0.hasPrefix("  cooling") || $0.hasPrefix("  door") || $0.hasPrefix("  log-only") }
         #expect(rows.count == 3)
+        #expect(screen.contains { $0.hasPrefix("  heating rack=r1") && $0.contains("rate per 1m over 2m = unknown") })
         #expect(rows.first?.contains("FIRING") == true)
         #expect(rows.first?.contains("22") == true)
         #expect(rows.first?.contains("held by min_on until 01:00:15; last: value 31 above 30") == true, "\(rows)")
