@@ -58,6 +58,7 @@ final class StreamPublisher: Sendable {
     init(broker: BrokerURL, clientID: String) throws {
         var configuration = MQTTConfiguration(broker: broker, clientID: clientID)
         configuration.cleanSession = false
+        configuration.fallsBackToV311 = true  // as every program does: RabbitMQ speaks 3.1.1 only
         client = try MQTTClient(configuration: configuration)
     }
 
@@ -265,20 +266,48 @@ func persistentBrokerConfiguration(directory: String) -> String {
     """
 }
 
-/// Runs `stream` through mosquitto and the engine and injects `fault` `count` times, evenly over the stream.
+/// A broker the stream rows run through: mosquitto, or RabbitMQ with its MQTT plugin.
+protocol SoakBroker: Sendable {
+    var url: BrokerURL { get }
+    var log: String { get }
+    func start() async throws
+    func stop()
+    func kill()
+}
+
+extension TestBroker: SoakBroker {}
+extension TestRabbitMQ: SoakBroker {}
+
+/// Which broker a stream row runs through.
+enum SoakBrokerKind: String {
+    case mosquitto
+    case rabbitMQ = "RabbitMQ"
+
+    func start() async throws -> any SoakBroker {
+        switch self {
+        case .mosquitto:
+            let directory = try TestBroker.makeDirectory()
+            return try await TestBroker(
+                extraConfiguration: persistentBrokerConfiguration(directory: directory),
+                directory: directory
+            )
+        case .rabbitMQ:
+            return try await TestRabbitMQ()
+        }
+    }
+}
+
+/// Runs `stream` through a broker and the engine and injects `fault` `count` times, evenly over the stream.
 func runStream(
     _ fault: StreamFault,
     count: Int,
     stream: ReadingStream,
     seed: UInt64,
-    keepalive: Int = 30
+    keepalive: Int = 30,
+    broker kind: SoakBrokerKind = .mosquitto
 ) async throws -> FaultRow {
-    let brokerDirectory = try TestBroker.makeDirectory()
-    let broker = try await TestBroker(
-        extraConfiguration: persistentBrokerConfiguration(directory: brokerDirectory),
-        directory: brokerDirectory
-    )
-    let proxy = fault == .networkCut ? try FaultProxy(upstreamPort: broker.port) : nil
+    let broker = try await kind.start()
+    let proxy = fault == .networkCut ? try FaultProxy(upstreamPort: broker.url.port) : nil
     defer { proxy?.stop() }
     let engine = try SoakEngine(
         rules: stream.rules,
@@ -383,7 +412,7 @@ func runStream(
     if audit.lost == 0 { detail += "; \(audit.wrongTransitions) transitions missing or extra" }
     if exitStatus != 0 { detail += "; engine exit \(exitStatus) on SIGTERM" }
     return FaultRow(
-        fault: fault.rawValue,
+        fault: kind == .mosquitto ? fault.rawValue : "\(fault.rawValue) (\(kind.rawValue))",
         injected: count,
         lost: audit.lost,
         duplicated: audit.duplicated,

@@ -2,7 +2,7 @@
 // was injected, lost, duplicated and how long recovery took. Short by default (the test command runs
 // it); `--long` for the full counts (about 15 minutes, release build).
 //
-//   swift run -c release fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator,scale-out]
+//   swift run -c release fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,broker-stop-rabbitmq,actuator,scale-out]
 
 import Foundation
 
@@ -22,7 +22,7 @@ while let argument = arguments.next() {
     default:
         FileHandle.standardError.write(
             Data(
-                "usage: fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,actuator,scale-out]\n"
+                "usage: fault-soak [--long] [--seed N] [--only rules,engine,broker-stop,broker-kill,cut,broker-stop-rabbitmq,actuator,scale-out]\n"
                     .utf8
             )
         )
@@ -39,13 +39,19 @@ func emit(_ line: String) {
 }
 
 /// The stream faults: name, fault, injections, readings and readings per second (short, long).
-let streamFaults: [(name: String, fault: StreamFault, count: (Int, Int), readings: (Int, Int), perSecond: (Int, Int))] =
-    [
-        ("engine", .engineKill, (3, 20), (20_000, 1_000_000), (2_000, 10_000)),
-        ("broker-stop", .brokerStop, (2, 20), (10_000, 200_000), (2_000, 4_000)),
-        ("broker-kill", .brokerKill, (2, 20), (10_000, 200_000), (2_000, 4_000)),
-        ("cut", .networkCut, (1, 5), (30_000, 300_000), (2_000, 4_000)),
-    ]
+let streamFaults:
+    [(
+        name: String, fault: StreamFault, broker: SoakBrokerKind, count: (Int, Int), readings: (Int, Int),
+        perSecond: (Int, Int)
+    )] =
+        [
+            ("engine", .engineKill, .mosquitto, (3, 20), (20_000, 1_000_000), (2_000, 10_000)),
+            ("broker-stop", .brokerStop, .mosquitto, (2, 20), (10_000, 200_000), (2_000, 4_000)),
+            ("broker-kill", .brokerKill, .mosquitto, (2, 20), (10_000, 200_000), (2_000, 4_000)),
+            ("cut", .networkCut, .mosquitto, (1, 5), (30_000, 300_000), (2_000, 4_000)),
+            // The system this project grew from: the same restart row through RabbitMQ's MQTT plugin.
+            ("broker-stop-rabbitmq", .brokerStop, .rabbitMQ, (1, 5), (6_000, 100_000), (1_000, 2_000)),
+        ]
 
 let sections: [(name: String, run: () async throws -> FaultRow)] =
     [("rules", { try await runRuleFileCorruptions(count: long ? 1_000 : 40, seed: seed) })]
@@ -63,7 +69,8 @@ let sections: [(name: String, run: () async throws -> FaultRow)] =
                         prefix: "soak-\(plan.name)-\(seed)"
                     ),
                     seed: seed,
-                    keepalive: plan.fault == .networkCut ? 5 : 30
+                    keepalive: plan.fault == .networkCut ? 5 : 30,
+                    broker: plan.broker
                 )
             }
         )

@@ -62,6 +62,8 @@ public final class TestRabbitMQ: Sendable {
                 "RABBITMQ_ENABLED_PLUGINS_FILE": directory + "/enabled_plugins",
                 "RABBITMQ_MNESIA_BASE": directory + "/mnesia", "RABBITMQ_LOG_BASE": directory + "/log",
                 "RABBITMQ_PID_FILE": directory + "/rabbitmq.pid", "HOME": directory,
+                // One scheduler: the VM's boot would otherwise take both cores from the tests beside it.
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +SDcpu 1:1 +SDio 1 +A 1",
             ],
             outputPath: directory + "/server.log",
             newProcessGroup: true

@@ -52,10 +52,16 @@ struct RabbitMQTests {
         }
     }
 
+    /// One RabbitMQ for both (its Erlang VM takes seconds of CPU to boot): the engine, then the simulator.
+    @Test func theEngineAndTheSimulatorRunAgainstRabbitMQWithNoFlag() async throws {
+        let broker = try await TestRabbitMQ()
+        try await theEngineRuns(against: broker)
+        try await theSimulatorRuns(against: broker)
+    }
+
     /// The engine with no version flag: an AMQP reading to `amq.topic` is evaluated, its command reaches an AMQP
     /// consumer, and a reading published while the engine is down is evaluated when it returns.
-    @Test func theEngineRunsAgainstRabbitMQWithNoFlag() async throws {
-        let broker = try await TestRabbitMQ()
+    func theEngineRuns(against broker: TestRabbitMQ) async throws {
         let prefix = uniqueTopicPrefix("rabbit")
         let rules = try TestBroker.makeDirectory()
         try """
@@ -103,8 +109,7 @@ struct RabbitMQTests {
     }
 
     /// The simulator with no version flag publishes its readings through RabbitMQ.
-    @Test func theSimulatorRunsAgainstRabbitMQWithNoFlag() async throws {
-        let broker = try await TestRabbitMQ()
+    func theSimulatorRuns(against broker: TestRabbitMQ) async throws {
         let consumer = try await Self.amqpConsumer(port: broker.amqpPort, bindingKey: "sensors.#")
         defer { consumer.signal(SIGKILL) }
         let simulator = try ChildProcess(
