@@ -1,6 +1,10 @@
 import FileFormats
 import HeapModule
 
+/// The rules applied to readings and to the clock, as a reducer: `process(_:into:)` and `advance(to:into:)` take
+/// a reading or a time and append what happened (transitions, actions, problems) to an events list. Pure: no
+/// clock, socket or file; the same inputs give the same events, which is what `replay`, `test` and the live engine
+/// share.
 public struct Evaluator: Sendable {
     public internal(set) var ruleSet: RuleSet
     /// The latest time seen.

@@ -3,6 +3,7 @@ import FileFormats
 /// The durable part of one rule instance, for `--state-dir`: enough to restart without forgetting a
 /// pending `for` and without repeating or missing a transition.
 public struct InstanceSnapshot: Sendable, Hashable, Codable {
+    /// Where the instance stands in its state machine.
     public enum Phase: String, Sendable, Hashable, Codable {
         case inactive, pending, firing
     }

@@ -3,6 +3,8 @@ import Yams
 
 // A rule's conditions: leaves, all/any/not, groups, thresholds and windows.
 extension RuleLoader {
+    /// A condition on one topic (`topic`, `field`, one threshold, `clear`, `stale`, `name`), from a rule's
+    /// or a leaf's entries; `owner` names it in messages ("rule 'r'" or "a condition").
     static func parseLeaf(
         _ entries: [String: (key: Node, value: Node)],
         node: Node,
@@ -446,6 +448,4 @@ extension RuleLoader {
             return span(entry.value).map { .statistic(Rule.Window.Statistic(rawValue: key)!, $0) }
         }
     }
-
-    /// `active: {days, from, to, timezone}`.
 }

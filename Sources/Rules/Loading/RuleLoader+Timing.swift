@@ -3,6 +3,7 @@ import Yams
 
 // What a rule does over time besides its condition: schedules, flap detection, transition limits.
 extension RuleLoader {
+    /// `active: {days, from, to, timezone}`.
     static func parseSchedule(_ node: Node, zones: TimeZoneDatabase, reader: inout YAMLReader) -> Rule.Schedule? {
         guard let entries = reader.mapping(node, what: "'active'", allowed: ["days", "from", "to", "timezone"]) else {
             return nil

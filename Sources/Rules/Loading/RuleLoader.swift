@@ -133,6 +133,104 @@ public enum RuleLoader {
             reader.error(node, "rule has no 'id'")
         }
 
+        let (leaves, combination, grouping, conditionIsValid) = parseConditions(
+            entries,
+            node: node,
+            id: id,
+            reader: &reader
+        )
+        checkLeafNames(leaves, reader: &reader)
+        let captures = Rule.captureNames(leaves: leaves, grouping: grouping)
+        // A group's actions may also say `{count}`, the number of members holding.
+        let actionNames = captures + leaves.compactMap(\.name) + (grouping == nil ? [] : ["count"])
+
+        func duration(_ key: String) -> Int64? {
+            guard let entry = entries[key] else { return nil }
+            return reader.duration(entry.value, what: "'\(key)'")
+        }
+        let forMilliseconds = duration("for") ?? 0
+        let cooldown = duration("cooldown") ?? 0
+        let minOn = duration("min_on") ?? 0
+        let minOff = duration("min_off") ?? 0
+
+        let severity = word(entries, "severity", default: Rule.Severity.warning, reader: &reader)
+        let onUnknown = word(entries, "on_unknown", default: Rule.UnknownPolicy.keep, reader: &reader)
+        var maxTransitions: Rule.TransitionLimit?
+        if let entry = entries["max_transitions"] {
+            maxTransitions = parseTransitionLimit(entry.value, reader: &reader)
+        }
+
+        let onFire =
+            entries["on_fire"].map {
+                parseActions($0.value, what: "on_fire", captures: captures, names: actionNames, reader: &reader)
+            } ?? []
+        let onClear =
+            entries["on_clear"].map {
+                parseActions($0.value, what: "on_clear", captures: captures, names: actionNames, reader: &reader)
+            } ?? []
+
+        let keepFiringFor = duration("keep_firing_for") ?? 0
+        let schedule = entries["active"].flatMap { parseSchedule($0.value, zones: zones, reader: &reader) }
+        let outsideActive = word(entries, "outside_active", default: Rule.OutsideActive.clear, reader: &reader)
+        if let entry = entries["outside_active"] {
+            if entries["active"] == nil {
+                reader.error(
+                    entry.key,
+                    "'outside_active' without 'active': it says what happens when the schedule ends"
+                )
+            }
+        }
+        let flapping = entries["flapping"].flatMap { parseFlapDetection($0.value, reader: &reader) }
+
+        guard conditionIsValid, !leaves.isEmpty else { return nil }
+        var rule = Rule(
+            id: id,
+            description: entries["description"].flatMap { reader.string($0.value, what: "'description'") },
+            leaves: leaves,
+            combination: combination,
+            grouping: grouping,
+            forMilliseconds: forMilliseconds,
+            cooldownMilliseconds: cooldown,
+            severity: severity,
+            onUnknown: onUnknown,
+            minOnMilliseconds: minOn,
+            minOffMilliseconds: minOff,
+            maxTransitions: maxTransitions,
+            onFire: onFire,
+            onClear: onClear,
+            location: location
+        )
+        rule.keepFiringForMilliseconds = keepFiringFor
+        rule.schedule = schedule
+        rule.outsideActive = outsideActive
+        rule.flapping = flapping
+        return rule
+    }
+
+    /// One of the words of `Value` at `key` (`severity: critical`), or `fallback` when the key is absent or wrong.
+    static func word<Value: RawRepresentable & CaseIterable>(
+        _ entries: [String: (key: Node, value: Node)],
+        _ key: String,
+        default fallback: Value,
+        reader: inout YAMLReader
+    ) -> Value where Value.RawValue == String {
+        guard let entry = entries[key], let text = reader.string(entry.value, what: "'\(key)'") else { return fallback }
+        if let value = Value(rawValue: text) { return value }
+        let words = Value.allCases.map(\.rawValue)
+        let choice =
+            words.count == 2 ? "\(words[0]) or \(words[1])" : "one of \(words.joined(separator: ", "))"
+        reader.error(entry.value, "\(key) '\(text)' must be \(choice)")
+        return fallback
+    }
+
+    /// A rule's condition: one leaf (`topic:` with a threshold, maybe grouped), or `all`/`any`/`not` of leaves;
+    /// whether it is valid enough to make a rule.
+    static func parseConditions(
+        _ entries: [String: (key: Node, value: Node)],
+        node: Node,
+        id: String,
+        reader: inout YAMLReader
+    ) -> (leaves: [Rule.Leaf], combination: Rule.Combination?, grouping: Rule.Grouping?, isValid: Bool) {
         let combinationNames = combinationKeys.filter { entries[$0] != nil }
         var leaves: [Rule.Leaf] = []
         var combination: Rule.Combination?
@@ -174,95 +272,9 @@ public enum RuleLoader {
             }
             if combination != nil { checkJoin(leaves, rule: node, id: id, reader: &reader) }
         }
-        checkLeafNames(leaves, reader: &reader)
-        let captures = Rule.captureNames(leaves: leaves, grouping: grouping)
-        // A group's actions may also say `{count}`, the number of members holding.
-        let actionNames = captures + leaves.compactMap(\.name) + (grouping == nil ? [] : ["count"])
-
-        func duration(_ key: String) -> Int64? {
-            guard let entry = entries[key] else { return nil }
-            return reader.duration(entry.value, what: "'\(key)'")
-        }
-        let forMilliseconds = duration("for") ?? 0
-        let cooldown = duration("cooldown") ?? 0
-        let minOn = duration("min_on") ?? 0
-        let minOff = duration("min_off") ?? 0
-
-        var severity = Rule.Severity.warning
-        if let entry = entries["severity"], let text = reader.string(entry.value, what: "'severity'") {
-            if let value = Rule.Severity(rawValue: text) {
-                severity = value
-            } else {
-                reader.error(entry.value, "severity '\(text)' must be one of info, warning, critical")
-            }
-        }
-        var onUnknown = Rule.UnknownPolicy.keep
-        if let entry = entries["on_unknown"], let text = reader.string(entry.value, what: "'on_unknown'") {
-            if let value = Rule.UnknownPolicy(rawValue: text) {
-                onUnknown = value
-            } else {
-                reader.error(entry.value, "on_unknown '\(text)' must be one of keep, fire, clear")
-            }
-        }
-        var maxTransitions: Rule.TransitionLimit?
-        if let entry = entries["max_transitions"] {
-            maxTransitions = parseTransitionLimit(entry.value, reader: &reader)
-        }
-
-        let onFire =
-            entries["on_fire"].map {
-                parseActions($0.value, what: "on_fire", captures: captures, names: actionNames, reader: &reader)
-            } ?? []
-        let onClear =
-            entries["on_clear"].map {
-                parseActions($0.value, what: "on_clear", captures: captures, names: actionNames, reader: &reader)
-            } ?? []
-
-        let keepFiringFor = duration("keep_firing_for") ?? 0
-        let schedule = entries["active"].flatMap { parseSchedule($0.value, zones: zones, reader: &reader) }
-        var outsideActive = Rule.OutsideActive.clear
-        if let entry = entries["outside_active"], let text = reader.string(entry.value, what: "'outside_active'") {
-            if let value = Rule.OutsideActive(rawValue: text) {
-                outsideActive = value
-            } else {
-                reader.error(entry.value, "outside_active '\(text)' must be clear or hold")
-            }
-            if entries["active"] == nil {
-                reader.error(
-                    entry.key,
-                    "'outside_active' without 'active': it says what happens when the schedule ends"
-                )
-            }
-        }
-        let flapping = entries["flapping"].flatMap { parseFlapDetection($0.value, reader: &reader) }
-
-        guard conditionIsValid, !leaves.isEmpty else { return nil }
-        var rule = Rule(
-            id: id,
-            description: entries["description"].flatMap { reader.string($0.value, what: "'description'") },
-            leaves: leaves,
-            combination: combination,
-            grouping: grouping,
-            forMilliseconds: forMilliseconds,
-            cooldownMilliseconds: cooldown,
-            severity: severity,
-            onUnknown: onUnknown,
-            minOnMilliseconds: minOn,
-            minOffMilliseconds: minOff,
-            maxTransitions: maxTransitions,
-            onFire: onFire,
-            onClear: onClear,
-            location: location
-        )
-        rule.keepFiringForMilliseconds = keepFiringFor
-        rule.schedule = schedule
-        rule.outsideActive = outsideActive
-        rule.flapping = flapping
-        return rule
+        return (leaves, combination, grouping, conditionIsValid)
     }
 
-    /// A condition on one topic (`topic`, `field`, one threshold, `clear`, `stale`, `name`), from a rule's
-    /// or a leaf's entries; `owner` names it in messages ("rule 'r'" or "a condition").
     static func isIDByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
