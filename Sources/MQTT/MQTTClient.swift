@@ -542,23 +542,9 @@ extension MQTTClient: MosquittoEventReceiver {
 
     func mosquittoDidConnect(reasonCode: Int32, sessionPresent: Bool) {
         // 132 (MQTT 5) or 1 (a 3.1.1 broker's own CONNACK): the broker does not speak MQTT 5.
-        if [1, 132].contains(reasonCode), configuration.fallsBackToV311,
-            let waiter = state.withLock({ state -> CheckedContinuation<Void, any Error>?? in
-                guard state.protocolVersion == .v5 else { return nil }
-                state.protocolVersion = .v311
-                state.fallingBack = true
-                state.restartRequested = true
-                defer { state.terminationWaiter = nil }
-                return .some(state.terminationWaiter)
-            })
+        if [1, 132].contains(reasonCode),
+            fallBackToV311(because: "the broker does not speak MQTT 5", when: { _ in true })
         {
-            // `run()` stops this network thread (libmosquitto ends it on this refusal anyway) and starts one
-            // that speaks 3.1.1.
-            waiter?.resume()
-            logger.notice(
-                "the broker does not speak MQTT 5: connecting again with MQTT 3.1.1",
-                metadata: ["mqtt.broker": "\(configuration.broker)"]
-            )
             return
         }
         guard reasonCode == 0 else {
@@ -605,26 +591,36 @@ extension MQTTClient: MosquittoEventReceiver {
         broadcast(.connected(sessionPresent: sessionPresent), events: events)
     }
 
-    func mosquittoDidDisconnect(code: Int32) {
-        // A broker that closes the connection after an MQTT 5 CONNECT without any CONNACK (RabbitMQ 3.10's MQTT
-        // plugin) does not speak MQTT 5 either: the same fallback as a refusal, once, kept for its reconnects.
-        if code != 0, !MosquittoHandle.isFatal(code), configuration.fallsBackToV311,
+    /// With `fallsBackToV311`, while speaking MQTT 5 and `condition` holds: switches to 3.1.1 for good, has `run()`
+    /// stop this network thread and start one that speaks 3.1.1, and says why once. True when it did.
+    private func fallBackToV311(because reason: String, when condition: (State) -> Bool) -> Bool {
+        guard configuration.fallsBackToV311,
             let waiter = state.withLock({ state -> CheckedContinuation<Void, any Error>?? in
-                guard state.protocolVersion == .v5, !state.everConnected, !state.connected, !state.fallingBack,
-                    !state.terminationRequested
-                else { return nil }
+                guard state.protocolVersion == .v5, condition(state) else { return nil }
                 state.protocolVersion = .v311
                 state.fallingBack = true
                 state.restartRequested = true
                 defer { state.terminationWaiter = nil }
                 return .some(state.terminationWaiter)
             })
-        {
-            waiter?.resume()
-            logger.notice(
-                "the broker closed the connection after an MQTT 5 CONNECT without answering: connecting again with MQTT 3.1.1",
-                metadata: ["mqtt.broker": "\(configuration.broker)"]
+        else { return false }
+        waiter?.resume()
+        logger.notice(
+            "\(reason): connecting again with MQTT 3.1.1",
+            metadata: ["mqtt.broker": "\(configuration.broker)"]
+        )
+        return true
+    }
+
+    func mosquittoDidDisconnect(code: Int32) {
+        // A broker that closes the connection after an MQTT 5 CONNECT without any CONNACK (RabbitMQ 3.10's MQTT
+        // plugin) does not speak MQTT 5 either: the same fallback as a refusal, once, kept for its reconnects.
+        if code != 0, !MosquittoHandle.isFatal(code),
+            fallBackToV311(
+                because: "the broker closed the connection after an MQTT 5 CONNECT without answering",
+                when: { !$0.everConnected && !$0.connected && !$0.fallingBack && !$0.terminationRequested }
             )
+        {
             return
         }
         handle.setLibraryLog(enabled: true)

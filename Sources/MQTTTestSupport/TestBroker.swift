@@ -190,18 +190,40 @@ public final class TestBroker: Sendable {
         return output
     }
 
-    /// Spawns a program with stdout and stderr into `outputPath`; returns its PID.
-    public static func spawn(_ arguments: [String], outputPath: String) throws -> pid_t {
+    /// Spawns a program with stdout and stderr into `outputPath`, with `environment` added to this process's, and
+    /// with `newProcessGroup` as the leader of a process group of its own (to stop it with every child); returns its
+    /// PID.
+    public static func spawn(
+        _ arguments: [String],
+        outputPath: String,
+        environment: [String: String] = [:],
+        newProcessGroup: Bool = false
+    ) throws -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var merged = ProcessInfo.processInfo.environment
+        for (name, value) in environment { merged[name] = value }
         var cArguments = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in cArguments { free(pointer) } }
+        var cEnvironment = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in cArguments { free(pointer) }
+            for pointer in cEnvironment { free(pointer) }
+        }
         var pid: pid_t = 0
-        let rc = withDefaultSignalAttributes { posix_spawnp(&pid, arguments[0], &actions, $0, &cArguments, environ) }
+        let rc = withDefaultSignalAttributes { attributes in
+            if newProcessGroup {
+                let mutable = UnsafeMutablePointer(mutating: attributes)
+                posix_spawnattr_setpgroup(mutable, 0)
+                var flags: Int16 = 0
+                posix_spawnattr_getflags(mutable, &flags)
+                posix_spawnattr_setflags(mutable, flags | Int16(POSIX_SPAWN_SETPGROUP))
+            }
+            return posix_spawnp(&pid, arguments[0], &actions, attributes, &cArguments, &cEnvironment)
+        }
         guard rc == 0 else {
             throw TestBrokerError("cannot start \(arguments[0]): \(String(cString: strerror(rc)))")
         }

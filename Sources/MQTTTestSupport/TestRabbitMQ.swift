@@ -46,15 +46,15 @@ public final class TestRabbitMQ: Sendable {
     /// Starts (again) on the same ports and data folder, so durable queues (MQTT sessions) survive a restart.
     public func start() async throws {
         if processes.withLock({ $0.epmd == nil }) {
-            let epmd = try Self.spawn(
+            let epmd = try TestBroker.spawn(
                 ["/usr/bin/epmd", "-port", "\(epmdPort)"],
-                environment: [:],
                 outputPath: directory + "/epmd.log"
             )
             processes.withLock { $0.epmd = epmd }
         }
-        let server = try Self.spawn(
+        let server = try TestBroker.spawn(
             ["/usr/lib/rabbitmq/bin/rabbitmq-server"],
+            outputPath: directory + "/server.log",
             environment: [
                 "RABBITMQ_NODENAME": nodeName, "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
                 "RABBITMQ_NODE_PORT": "\(amqpPort)", "RABBITMQ_DIST_PORT": "\(distributionPort)",
@@ -65,7 +65,6 @@ public final class TestRabbitMQ: Sendable {
                 // One scheduler: the VM's boot would otherwise take both cores from the tests beside it.
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+S 1:1 +SDcpu 1:1 +SDio 1 +A 1",
             ],
-            outputPath: directory + "/server.log",
             newProcessGroup: true
         )
         processes.withLock { $0.server = server }
@@ -123,43 +122,5 @@ public final class TestRabbitMQ: Sendable {
         Glibc.kill(-leader, SIGKILL)
         if !reaped { waitpid(leader, &status, 0) }
         while Glibc.kill(-leader, 0) == 0 { usleep(50_000) }
-    }
-
-    /// Spawns a program with extra environment variables, stdout and stderr into `outputPath`.
-    static func spawn(
-        _ arguments: [String],
-        environment: [String: String],
-        outputPath: String,
-        newProcessGroup: Bool = false
-    ) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        var merged = ProcessInfo.processInfo.environment
-        for (name, value) in environment { merged[name] = value }
-        var cArguments = arguments.map { strdup($0) } + [nil]
-        var cEnvironment = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in cArguments { free(pointer) }
-            for pointer in cEnvironment { free(pointer) }
-        }
-        var pid: pid_t = 0
-        let rc = TestBroker.withDefaultSignalAttributes { attributes in
-            let mutable = UnsafeMutablePointer(mutating: attributes)
-            if newProcessGroup {
-                posix_spawnattr_setpgroup(mutable, 0)
-                var flags: Int16 = 0
-                posix_spawnattr_getflags(mutable, &flags)
-                posix_spawnattr_setflags(mutable, flags | Int16(POSIX_SPAWN_SETPGROUP))
-            }
-            return posix_spawn(&pid, arguments[0], &actions, attributes, &cArguments, &cEnvironment)
-        }
-        guard rc == 0 else {
-            throw TestBrokerError("cannot start \(arguments[0]): \(String(cString: strerror(rc)))")
-        }
-        return pid
     }
 }
