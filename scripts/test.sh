@@ -44,7 +44,7 @@ echo "== benchmark harness, smoke mode (keeps it working; figures from a debug b
 tail -1 .bench-log.txt
 rm -f .bench-log.txt
 
-echo "== fault soak, short mode (rule-file corruption, engine and broker kills, broker restarts, a network cut, an actuator kill, scale-out: engine and NATS node kills)"
+echo "== fault soak, short mode (rule-file corruption, engine and broker kills, broker restarts on mosquitto and RabbitMQ, a network cut, an actuator kill, scale-out: engine and NATS node kills)"
 "$bin/fault-soak" > .soak-log.txt 2>&1 || { cat .soak-log.txt >&2; exit 1; }
 tail -n +2 .soak-log.txt
 rm -f .soak-log.txt
