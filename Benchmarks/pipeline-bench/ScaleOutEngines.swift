@@ -63,8 +63,14 @@ enum ScaleOutEngines {
             logger: Logger(label: "pipeline-bench")
         )
         defer { connection.close() }
-        try await connection.createStream(named: "READINGS", subjects: ["part.>"])
-        try await connection.createStream(named: "DECISIONS", subjects: ["decisions.>"])
+        try await connection.createStream(
+            named: PartitionSubjects.readingsStream,
+            subjects: [PartitionSubjects.allReadings]
+        )
+        try await connection.createStream(
+            named: PartitionSubjects.decisionsStream,
+            subjects: [PartitionSubjects.allDecisions]
+        )
         let total = sensors * readingsPerSensor
         for round in 0..<readingsPerSensor {
             for sensor in 0..<sensors {
@@ -77,10 +83,11 @@ enum ScaleOutEngines {
             if round % 10 == 9 { try await connection.flush() }
         }
         try await connection.flush()
-        for _ in 0..<600 where try await connection.messageCount(inStream: "READINGS") < UInt64(total) {
+        for _ in 0..<600
+        where try await connection.messageCount(inStream: PartitionSubjects.readingsStream) < UInt64(total) {
             try await Task.sleep(for: .milliseconds(50))
         }
-        guard try await connection.messageCount(inStream: "READINGS") >= UInt64(total) else {
+        guard try await connection.messageCount(inStream: PartitionSubjects.readingsStream) >= UInt64(total) else {
             throw BenchError("the stream did not store the \(total) readings")
         }
 
@@ -121,9 +128,12 @@ enum ScaleOutEngines {
 
     /// Decision records holding a `fire`.
     private static func firesRecorded(_ connection: NATSConnection) async throws -> Int {
-        guard try await connection.messageCount(inStream: "DECISIONS") > 0 else { return 0 }
+        guard try await connection.messageCount(inStream: PartitionSubjects.decisionsStream) > 0 else { return 0 }
         var fires = 0
-        for await message in try connection.readStream("DECISIONS", filter: "decisions.>") {
+        for await message in try connection.readStream(
+            PartitionSubjects.decisionsStream,
+            filter: PartitionSubjects.allDecisions
+        ) {
             if message.payload.count > 100, String(decoding: message.payload, as: UTF8.self).contains(#""fire""#) {
                 fires += 1
             }

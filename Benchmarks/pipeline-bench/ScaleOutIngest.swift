@@ -78,7 +78,11 @@ enum ScaleOutIngest {
         let deadline = ContinuousClock.now + .seconds(60)
         while true {
             do {
-                try await connection.createStream(named: "READINGS", subjects: ["part.>"], replicas: nodes.count)
+                try await connection.createStream(
+                    named: PartitionSubjects.readingsStream,
+                    subjects: [PartitionSubjects.allReadings],
+                    replicas: nodes.count
+                )
                 break
             } catch  where ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(250))
@@ -103,7 +107,7 @@ enum ScaleOutIngest {
         // The stream may still be storing what the listener acknowledged: wait for it, boundedly.
         var stored: UInt64 = 0
         for _ in 0..<200 {
-            stored = (try? await connection.messageCount(inStream: "READINGS")) ?? 0
+            stored = (try? await connection.messageCount(inStream: PartitionSubjects.readingsStream)) ?? 0
             if stored >= UInt64(readings) { break }
             try await Task.sleep(for: .milliseconds(50))
         }

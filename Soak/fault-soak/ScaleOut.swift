@@ -92,8 +92,16 @@ struct ScaleOutSoak {
         defer { connection.close() }
         try await waitUntil("the cluster makes the streams", limit: .seconds(90)) {
             do {
-                try await connection.createStream(named: "READINGS", subjects: ["part.>"], replicas: 3)
-                try await connection.createStream(named: "DECISIONS", subjects: ["decisions.>"], replicas: 3)
+                try await connection.createStream(
+                    named: PartitionSubjects.readingsStream,
+                    subjects: [PartitionSubjects.allReadings],
+                    replicas: 3
+                )
+                try await connection.createStream(
+                    named: PartitionSubjects.decisionsStream,
+                    subjects: [PartitionSubjects.allDecisions],
+                    replicas: 3
+                )
                 return true
             } catch { return false }
         }
@@ -124,7 +132,9 @@ struct ScaleOutSoak {
         }
 
         // Caught up: every partition's snapshot is past its last reading; then every engine stops (SIGTERM).
-        let stream = try await Self.retrying { try await Self.read(connection, "READINGS", filter: "part.>") }
+        let stream = try await Self.retrying {
+            try await Self.read(connection, PartitionSubjects.readingsStream, filter: PartitionSubjects.allReadings)
+        }
         var lastReading: [Int: UInt64] = [:]
         for message in stream where !message.subject.hasSuffix(".tick") {
             if let (partition, _) = DevicePartitioning.topic(ofSubject: message.subject) {
@@ -153,7 +163,9 @@ struct ScaleOutSoak {
         for engine in engines { await engine.stop() }
 
         // What the engines should have decided, partition by partition, and what they recorded.
-        let records = try await Self.retrying { try await Self.read(connection, "DECISIONS", filter: "decisions.>") }
+        let records = try await Self.retrying {
+            try await Self.read(connection, PartitionSubjects.decisionsStream, filter: PartitionSubjects.allDecisions)
+        }
         var recordedThrough: [Int: UInt64] = [:]
         var recorded: [String] = []
         var sustainedFires: [(due: Int64, late: Double, partition: Int)] = []
@@ -193,7 +205,9 @@ struct ScaleOutSoak {
             positions[partition] = max(saved, recordedThrough[partition, default: 0])
         }
         // The whole stream now that every engine has stopped (their ticks went on after the first read).
-        let final = try await Self.retrying { try await Self.read(connection, "READINGS", filter: "part.>") }
+        let final = try await Self.retrying {
+            try await Self.read(connection, PartitionSubjects.readingsStream, filter: PartitionSubjects.allReadings)
+        }
         let expected = try Self.expectedTransitions(final, through: positions)
         let recordedSet = Set(recorded)
         let missing = expected.subtracting(recordedSet).count

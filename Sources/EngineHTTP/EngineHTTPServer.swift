@@ -13,6 +13,7 @@ import Synchronization
 /// - `GET /healthz`: 200 `ok` when connected to the broker with rules loaded, 503 and the reason otherwise.
 /// - `GET /api/instances[?rule=ID]`: every rule instance as JSON (labels, state, last value, since,
 ///   the reason of the last transition, the next timer).
+/// - `GET /api/commands`: the last commands the engine sent, newest first.
 /// - `GET /api/rules`: every rule with its source `file:line`.
 /// - `GET /api/explain?rule=ID`: one rule as `/api/rules` shows it, with its YAML as written in its file.
 /// - `GET /`: the live page; `GET /events`: what it draws, as server-sent events once a second.

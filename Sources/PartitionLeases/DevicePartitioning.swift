@@ -29,17 +29,24 @@ public struct DevicePartitioning: Sendable, Hashable {
 
     /// The mapping for the servers' configuration (`mappings` block of nats-server).
     public var subjectMapping: (source: String, destination: String) {
-        ("sensors.*.*", "part.{{partition(\(partitions),1)}}.sensors.{{wildcard(1)}}.{{wildcard(2)}}")
+        (
+            "sensors.*.*",
+            "\(PartitionSubjects.readingsToken).{{partition(\(partitions),1)}}.sensors.{{wildcard(1)}}.{{wildcard(2)}}"
+        )
     }
 
     /// The stream subject filter of one partition.
-    public func subjectFilter(ofPartition partition: Int) -> String { "part.\(partition).>" }
+    public func subjectFilter(ofPartition partition: Int) -> String {
+        PartitionSubjects.readings(ofPartition: partition)
+    }
 
     /// The MQTT topic a partitioned subject carries (`part.3.sensors.d1.t` → `sensors/d1/t`), and its
     /// partition; nil for a subject that is not a partitioned reading.
     public static func topic(ofSubject subject: String) -> (partition: Int, topic: String)? {
         let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
-        guard tokens.count >= 3, tokens[0] == "part", let partition = Int(tokens[1]) else { return nil }
+        guard tokens.count >= 3, tokens[0] == PartitionSubjects.readingsToken, let partition = Int(tokens[1]) else {
+            return nil
+        }
         return (partition, tokens[2...].joined(separator: "/"))
     }
 }

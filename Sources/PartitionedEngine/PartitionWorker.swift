@@ -184,7 +184,7 @@ final class PartitionWorker: Sendable {
         let position = core.position
         let readings = try context.connection.readStream(
             configuration.readingsStream,
-            filter: "part.\(partition).>",
+            filter: PartitionSubjects.readings(ofPartition: partition),
             from: position + 1
         )
         let stopped = state.withLock { state -> Bool in

@@ -19,9 +19,9 @@ public struct PartitionedEngineConfiguration: Sendable {
     /// Replicas of the streams and buckets the engine creates (3 on a 3-node cluster).
     public var replicas: Int = 1
     /// The stream that holds the partitioned readings (`part.>`).
-    public var readingsStream = "READINGS"
+    public var readingsStream = PartitionSubjects.readingsStream
     /// The stream of decisions: one record per stream message that decided something, per partition.
-    public var decisionsStream = "DECISIONS"
+    public var decisionsStream = PartitionSubjects.decisionsStream
 
     /// Creates a configuration with the defaults above.
     public init(servers: [String], partitions: Int, engineID: String) {
@@ -31,10 +31,12 @@ public struct PartitionedEngineConfiguration: Sendable {
     }
 
     /// The subject of partition `partition`'s decision records.
-    public static func decisionSubject(_ partition: Int) -> String { "decisions.\(partition)" }
+    public static func decisionSubject(_ partition: Int) -> String {
+        PartitionSubjects.decisions(ofPartition: partition)
+    }
 
     /// The subject of partition `partition`'s clock ticks (inside the readings stream).
-    public static func tickSubject(_ partition: Int) -> String { "part.\(partition).tick" }
+    public static func tickSubject(_ partition: Int) -> String { PartitionSubjects.tick(ofPartition: partition) }
 
     var natsConfiguration: NATSConfiguration {
         NATSConfiguration(servers: servers, name: engineID)

@@ -179,12 +179,12 @@ public final class PartitionedEngineService: Service {
             do {
                 try await connection.createStream(
                     named: configuration.readingsStream,
-                    subjects: ["part.>"],
+                    subjects: [PartitionSubjects.allReadings],
                     replicas: configuration.replicas
                 )
                 try await connection.createStream(
                     named: configuration.decisionsStream,
-                    subjects: ["decisions.>"],
+                    subjects: [PartitionSubjects.allDecisions],
                     replicas: configuration.replicas
                 )
                 return try await PartitionSnapshotStore(connection: connection, replicas: configuration.replicas)
