@@ -352,6 +352,16 @@ let package = Package(
             name: "PipelineMonitorTests",
             dependencies: ["FileFormats", "MQTT", "PipelineMonitor"]
         ),
+        // The HTTP routes in process, on a read model of the test's own (Hummingbird's test client, no socket).
+        .testTarget(
+            name: "EngineHTTPTests",
+            dependencies: [
+                "EngineHTTP", "FileFormats", "Rules", "RulesEngineDaemon",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
         // The real programs against real brokers, as users and scripts run them.
         .testTarget(
             name: "ProgramTests",

@@ -20,13 +20,31 @@ import Synchronization
 public enum EngineHTTPServer {
     /// The HTTP service for `engine`; run it in the engine's service group.
     public static func make(
-        engine: RulesEngineService,
+        engine: some EngineReadModel,
         registry: PrometheusCollectorRegistry,
         host: String,
         port: Int,
         logger: Logger,
         onRunning: @escaping @Sendable () -> Void
     ) -> some Service {
+        Application(
+            router: router(engine: engine, registry: registry),
+            configuration: .init(address: .hostname(host, port: port), serverName: "rules-engine"),
+            onServerRunning: { channel in
+                logger.info("http listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
+                onRunning()
+            },
+            logger: logger
+        )
+    }
+
+    /// The routes, on any read model (tests drive them in process).
+    public static func router(
+        engine: some EngineReadModel,
+        registry: PrometheusCollectorRegistry
+    ) -> Router<
+        BasicRequestContext
+    > {
         let router = Router()
         let metrics = { @Sendable (_: Request, _: BasicRequestContext) -> Response in
             var buffer: [UInt8] = []
@@ -101,15 +119,7 @@ public enum EngineHTTPServer {
                 body: .init(asyncSequence: events)
             )
         }
-        return Application(
-            router: router,
-            configuration: .init(address: .hostname(host, port: port), serverName: "rules-engine"),
-            onServerRunning: { channel in
-                logger.info("http listening", metadata: ["address": "\(channel.localAddress?.description ?? "?")"])
-                onRunning()
-            },
-            logger: logger
-        )
+        return router
     }
 
     /// A Prometheus metrics factory for `EngineMetrics`, with evaluation-time buckets in microseconds.
