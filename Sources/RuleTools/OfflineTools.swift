@@ -24,8 +24,10 @@ public struct OfflineTools: Sendable {
     public func check(_ paths: [String]) -> Int32 {
         do {
             let sources = try RuleFiles.sources(at: paths)
-            let devices = sources.filter { DeviceLoader.isDeviceFile($0.text) }
-            let rules = sources.filter { !DeviceLoader.isDeviceFile($0.text) }
+            // Each file's YAML is composed once to tell a device file from a rule file.
+            let isDevice = sources.map { DeviceLoader.isDeviceFile($0.text) }
+            let devices = zip(sources, isDevice).filter { $0.1 }.map(\.0)
+            let rules = zip(sources, isDevice).filter { !$0.1 }.map(\.0)
             var status: Int32 = 0
             if !devices.isEmpty { status = checkDevices(devices) }
             if !rules.isEmpty || devices.isEmpty { status = max(status, checkRules(rules)) }
